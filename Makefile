@@ -1,0 +1,73 @@
+# The one entry point for people and CI. Every target creates what it needs, so each works on a
+# fresh machine: `make run` for the simulated node, `make test` for everything CI runs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+PORT ?= 9445
+SCENARIO ?= a100-mig
+
+.PHONY: help venv run test lint typecheck unit system-deps fake-driver generate check-generated \
+        test-gpu bench clean
+
+help:
+	@echo "make run        set up and run the exporter on the simulated 8-GPU node (:$(PORT))"
+	@echo "make test       install everything the tests need and run lint, types and all tests"
+	@echo "make generate   regenerate committed artifacts (metric reference, ...)"
+	@echo "make test-gpu   run tests/gpu on a machine with a real NVIDIA driver"
+	@echo "make bench      run the benchmarks"
+
+$(PY): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(PY)
+
+venv: $(PY)
+
+run: $(PY)
+	$(BIN)/gpu-node-exporter --simulate=$(SCENARIO) --web.listen-address=:$(PORT) --log.format=console
+
+# Debian packages the end-to-end tests use (promtool, Prometheus, Alertmanager). Installed only
+# when we are root and they are missing; otherwise the tests that need them say so loudly.
+system-deps:
+	@if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus-alertmanager >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian packages: prometheus prometheus-alertmanager"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	      prometheus prometheus-alertmanager >/dev/null; \
+	  else echo "WARNING: promtool/alertmanager missing and not root: their tests will be skipped"; fi; \
+	fi
+	@# Debian starts the services it installs; the tests start their own instances.
+	@-systemctl stop prometheus prometheus-alertmanager >/dev/null 2>&1 || true
+
+fake-driver: $(PY)
+	$(PY) -m exporter.fakenvml build
+
+lint: $(PY)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(PY)
+	$(BIN)/mypy
+
+generate: $(PY)
+	$(PY) -m exporter.docs README.md
+
+check-generated: $(PY)
+	$(PY) -m exporter.docs --check README.md
+
+unit: $(PY) fake-driver
+	$(PY) -m pytest --ignore=tests/gpu -q
+
+test: $(PY) system-deps fake-driver lint typecheck check-generated unit
+
+test-gpu: $(PY)
+	$(PY) -m pytest tests/gpu -v
+
+bench: $(PY) fake-driver
+	$(PY) benchmarks/collection.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,156 @@
+"""Command line: flags with GPU_NODE_EXPORTER_* environment fallbacks, turned into a Config.
+
+Every flag can also come from the environment (a DaemonSet sets env more easily than args):
+`--collection.interval` is `GPU_NODE_EXPORTER_COLLECTION_INTERVAL`. A flag on the command line
+wins over the environment. An invalid value exits with code 2 and one line naming the flag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from exporter import __version__
+from exporter.config import (
+    DEFAULT_INTERVAL_SECONDS,
+    DEFAULT_KMSG_PATH,
+    DEFAULT_LISTEN_ADDRESS,
+    DEFAULT_POD_RESOURCES_SOCKET,
+    LOG_FORMATS,
+    LOG_LEVELS,
+    Config,
+    ConfigError,
+    parse_choice,
+    parse_duration,
+    parse_existing_file,
+    parse_listen_address,
+)
+from exporter.fakenvml import BUILTIN_SCENARIOS, DEFAULT_SCENARIO
+
+PROG = "gpu-node-exporter"
+ENV_PREFIX = "GPU_NODE_EXPORTER_"
+
+
+def env_name(flag: str) -> str:
+    """`--web.listen-address` -> `GPU_NODE_EXPORTER_WEB_LISTEN_ADDRESS`."""
+    return ENV_PREFIX + flag.lstrip("-").replace(".", "_").replace("-", "_").upper()
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse prints usage plus the error; we print one line that names the problem."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+# flag, default, help (the environment variable is appended to each help text)
+FLAGS: tuple[tuple[str, str | None, str], ...] = (
+    ("--web.listen-address", DEFAULT_LISTEN_ADDRESS, "Address to serve /metrics on (host:port)."),
+    (
+        "--web.config.file",
+        None,
+        "Exporter-toolkit web config (TLS, basic auth). Not implemented yet: setting it fails.",
+    ),
+    (
+        "--collection.interval",
+        f"{DEFAULT_INTERVAL_SECONDS:g}s",
+        "How often NVML is polled (e.g. 5s, 500ms). Scrapes never call NVML.",
+    ),
+    ("--path.kmsg", DEFAULT_KMSG_PATH, "Kernel log to follow for Xid errors (device or file)."),
+    (
+        "--path.pod-resources-socket",
+        DEFAULT_POD_RESOURCES_SOCKET,
+        "Kubelet pod-resources socket used to map GPUs to pods.",
+    ),
+    ("--log.level", "info", f"Log level: {', '.join(LOG_LEVELS)}."),
+    ("--log.format", "json", f"Log format: {', '.join(LOG_FORMATS)}."),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; defaults come from the environment where set."""
+    parser = _OneLineParser(
+        prog=PROG,
+        description="Prometheus exporter for NVIDIA GPU nodes (NVML metrics, Xid errors, pods).",
+    )
+    for flag, default, help_text in FLAGS:
+        env = env_name(flag)
+        parser.add_argument(
+            flag,
+            default=os.environ.get(env, default),
+            metavar="VALUE",
+            help=f"{help_text} Default: {default or 'unset'}. Env: {env}.",
+        )
+    simulate_env = os.environ.get(env_name("--simulate"))
+    parser.add_argument(
+        "--simulate",
+        nargs="?",
+        const=DEFAULT_SCENARIO,
+        default=simulate_env or None,
+        metavar="SCENARIO",
+        help=(
+            "Run on the bundled fake NVML driver instead of a real one, with a built-in scenario "
+            f"({', '.join(BUILTIN_SCENARIOS)}; default {DEFAULT_SCENARIO}) or a scenario file. "
+            f"Env: {env_name('--simulate')}."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def config_from_args(argv: Sequence[str] | None = None) -> Config:
+    """Parse and validate; raises ConfigError naming the offending flag."""
+    parser = build_parser()
+    args = vars(parser.parse_args(argv))
+    given = set(argv if argv is not None else sys.argv[1:])
+
+    def from_env(flag: str) -> bool:
+        return not any(arg == flag or arg.startswith(flag + "=") for arg in given) and (
+            env_name(flag) in os.environ
+        )
+
+    def value(flag: str) -> str | None:
+        result = args[flag.lstrip("-").replace("-", "_")]
+        return None if result is None else str(result)
+
+    def label(flag: str) -> str:
+        return f"{flag} (from {env_name(flag)})" if from_env(flag) else flag
+
+    listen = parse_listen_address(label("--web.listen-address"), value("--web.listen-address") or "")
+    interval = parse_duration(label("--collection.interval"), value("--collection.interval") or "")
+    web_config_raw = value("--web.config.file")
+    web_config = None
+    if web_config_raw:
+        web_config = parse_existing_file(label("--web.config.file"), web_config_raw)
+        raise ConfigError(
+            f"{label('--web.config.file')}: TLS and basic auth are not implemented in this "
+            "version; remove the flag or terminate TLS in front of the exporter"
+        )
+    simulate = args["simulate"]
+    if simulate is not None and simulate not in BUILTIN_SCENARIOS:
+        parse_existing_file(label("--simulate"), simulate)
+    return Config(
+        listen=listen,
+        interval_seconds=interval,
+        web_config_file=web_config,
+        simulate=simulate,
+        kmsg_path=value("--path.kmsg") or DEFAULT_KMSG_PATH,
+        pod_resources_socket=value("--path.pod-resources-socket") or DEFAULT_POD_RESOURCES_SOCKET,
+        log_level=parse_choice(label("--log.level"), value("--log.level") or "", LOG_LEVELS),
+        log_format=parse_choice(label("--log.format"), value("--log.format") or "", LOG_FORMATS),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `gpu-node-exporter` and `python -m exporter`."""
+    try:
+        config = config_from_args(argv)
+    except ConfigError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)  # noqa: T201 - before logging exists
+        return 2
+    from exporter.app import run  # imported late: --help and bad flags stay fast
+
+    return run(config)

@@ -1,0 +1,96 @@
+"""The exporter's configuration: one frozen value built and validated by the CLI.
+
+Validation lives next to the values so every entry point (flags, environment, tests) gets the
+same rules and the same one-line error naming the flag.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_LISTEN_ADDRESS = ":9445"
+DEFAULT_INTERVAL_SECONDS = 5.0
+DEFAULT_KMSG_PATH = "/dev/kmsg"
+DEFAULT_POD_RESOURCES_SOCKET = "/var/lib/kubelet/pod-resources/kubelet.sock"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("json", "console")
+MIN_INTERVAL_SECONDS = 0.1
+MAX_INTERVAL_SECONDS = 3600.0
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the flag."""
+
+
+@dataclass(frozen=True, slots=True)
+class ListenAddress:
+    """Where the HTTP server binds; an empty host means every interface (IPv4 and IPv6)."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything the application needs to start."""
+
+    listen: ListenAddress
+    interval_seconds: float
+    web_config_file: Path | None
+    simulate: str | None
+    kmsg_path: str
+    pod_resources_socket: str
+    log_level: str
+    log_format: str
+
+
+def parse_duration(flag: str, text: str) -> float:
+    """Parse `5s`, `500ms`, `1m`, `1h` or plain seconds into seconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ConfigError(f"{flag}: invalid duration {text!r} (use e.g. 5s, 500ms, 1m)")
+    seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if not MIN_INTERVAL_SECONDS <= seconds <= MAX_INTERVAL_SECONDS:
+        raise ConfigError(
+            f"{flag}: {text!r} is out of range "
+            f"({MIN_INTERVAL_SECONDS:g}s to {MAX_INTERVAL_SECONDS:g}s)"
+        )
+    return seconds
+
+
+def parse_listen_address(flag: str, text: str) -> ListenAddress:
+    """Parse `:9445`, `0.0.0.0:9445`, `localhost:9445` or `[::1]:9445`."""
+    host, sep, port_text = text.strip().rpartition(":")
+    if not sep or not port_text.isdigit():
+        raise ConfigError(f"{flag}: invalid address {text!r} (use host:port, e.g. :9445)")
+    port = int(port_text)
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{flag}: port {port} is out of range 0-65535")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return ListenAddress(host, port)
+
+
+def parse_choice(flag: str, text: str, choices: tuple[str, ...]) -> str:
+    """Accept one of `choices`, case-insensitively."""
+    value = text.strip().lower()
+    if value not in choices:
+        raise ConfigError(f"{flag}: {text!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def parse_existing_file(flag: str, text: str) -> Path:
+    """A path that must exist and be a readable regular file."""
+    path = Path(text)
+    if not path.is_file():
+        raise ConfigError(f"{flag}: {text!r} is not a readable file")
+    return path

@@ -1,0 +1,1 @@
+"""Data sources: each one owns one foreign interface and publishes samples to the publisher."""
