@@ -10,7 +10,11 @@ with pod attribution off (then processes carry pod_uid but no pod name).
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from exporter.attribution import (
     DEFAULT_DRA_DRIVERS,
@@ -20,8 +24,15 @@ from exporter.attribution import (
     attribute_processes,
     build_samples,
 )
+from exporter.config import Config
 from exporter.model import GpuIdentity, GpuProcess, SampleMap
+from exporter.poller import Poller
+from exporter.publisher import Publisher
 from exporter.sources.procfs import ProcReader
+
+if TYPE_CHECKING:
+    from exporter.sources.nvml import NvmlSource
+    from exporter.sources.podresources import PodResourcesSource
 
 SOURCE_NAME = "attribution"
 
@@ -73,3 +84,72 @@ class AllocationSource:
             allocations = attribution.allocations if attribution else ()
             attributed = attribute_processes(listed, owners, allocations)
         return build_samples(attribution, directory, attributed, self._top_n)
+
+
+# -- wiring (called by exporter.app) -------------------------------------------------------
+
+
+def pod_attribution_wanted(mode: str, socket_path: str) -> bool:
+    """`on`/`off` as asked; `auto` turns on when the socket or its directory exists.
+
+    The directory counts because the DaemonSet mounts the directory (so a restarted kubelet's
+    new socket is seen) and the kubelet may be restarting when the exporter starts. On a
+    laptop or a non-Kubernetes host neither exists, so grpc is never imported there.
+    """
+    if mode == "on":
+        return True
+    if mode == "off":
+        return False
+    return os.path.exists(socket_path) or os.path.isdir(os.path.dirname(socket_path))
+
+
+@dataclass
+class AttributionParts:
+    """What the application starts and stops for attribution; both None when it is off."""
+
+    pod_resources: PodResourcesSource | None = None
+    poller: Poller | None = None
+
+    def start(self) -> None:
+        """Start the kubelet refresher and the attribution poll thread."""
+        if self.pod_resources is not None:
+            self.pod_resources.start()
+        if self.poller is not None:
+            self.poller.start()
+
+    def stop(self, timeout: float) -> None:
+        """Join both threads (the stop event is already set) and close the channel."""
+        if self.poller is not None:
+            self.poller.join(timeout)
+        if self.pod_resources is not None and self.pod_resources.join(timeout):
+            self.pod_resources.close()
+
+
+def build_attribution(
+    config: Config, nvml: NvmlSource, publisher: Publisher, stop: threading.Event
+) -> AttributionParts:
+    """Build the kubelet refresher (importing grpc only now) and the attribution poller."""
+    parts = AttributionParts()
+    if pod_attribution_wanted(config.pod_attribution, config.pod_resources_socket):
+        from exporter.sources.podresources import PodResourcesSource  # noqa: PLC0415 - grpc: ~12 MB
+
+        refresh = min(max(config.interval_seconds, 1.0), 30.0)
+        parts.pod_resources = PodResourcesSource(
+            config.pod_resources_socket,
+            publisher,
+            stop=stop,
+            refresh_seconds=refresh,
+            ttl_seconds=max(6 * refresh, 30.0),
+        )
+    if parts.pod_resources is None and not config.processes:
+        return parts
+    source = AllocationSource(
+        nvml.directory,
+        parts.pod_resources.view if parts.pod_resources is not None else None,
+        nvml.processes if config.processes else None,
+        procfs=ProcReader(config.procfs_path),
+        resource_prefixes=config.resource_prefixes,
+        top_n=config.processes_top_n,
+    )
+    parts.poller = Poller(source, publisher, config.interval_seconds, stop)
+    return parts
