@@ -88,8 +88,8 @@ def test_old_kubelet_without_allocatable(kubelet, socket_path, stop):
 def test_reply_over_grpc_default_4mib(kubelet, socket_path, stop):
     pods = [
         (
-            "ns-%04d" % i,
-            "pod-%04d-" % i + "x" * 200,
+            f"ns-{i:04d}",
+            f"pod-{i:04d}-" + "x" * 200,
             [("c" * 50, [("nvidia.com/gpu", [GPU0] * 20)])],
         )
         for i in range(6000)
