@@ -115,8 +115,8 @@ def main() -> int:
     print(f"kubelet: every call hangs; calls received {kubelet_calls}; {up}")
     print(f"scrapes: {len(ms)} in {args.seconds:g}s")
     print(
-        f"scrape latency ms: p50 {percentile(ms, 0.50):.2f}  p95 {percentile(ms, 0.95):.2f}  p99 {percentile(ms, 0.99):.2f}  "
-        f"max {max(ms):.2f}"
+        f"scrape latency ms: p50 {percentile(ms, 0.50):.2f}  p95 {percentile(ms, 0.95):.2f}  "
+        f"p99 {percentile(ms, 0.99):.2f}  max {max(ms):.2f}"
     )
     if gaps:
         print(
