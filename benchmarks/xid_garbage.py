@@ -23,11 +23,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from exporter.logs import configure_logging  # noqa: E402
-from exporter.model import GpuIdentity  # noqa: E402
-from exporter.publisher import Publisher  # noqa: E402
-from exporter.sources.kmsg import MAX_RECORD_BYTES, KmsgFollower  # noqa: E402
-from exporter.xid.state import XidState  # noqa: E402
+from exporter.logs import configure_logging
+from exporter.model import GpuIdentity
+from exporter.publisher import Publisher
+from exporter.sources.kmsg import MAX_RECORD_BYTES, KmsgFollower
+from exporter.xid.state import XidState
 
 GPUS = (GpuIdentity(0, "GPU-bench-0", "00000000:07:00.0"),)
 
@@ -44,7 +44,7 @@ def record(seq: int, text: str) -> bytes:
 
 
 def stream(size: int, xids: int, seed: int) -> Iterator[bytes]:
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - reproducible garbage, not cryptography
     per_gap = size // (xids + 1)
     for index in range(xids + 1):
         written = 0

@@ -20,10 +20,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from exporter.app import Application  # noqa: E402
-from exporter.config import Config, ListenAddress  # noqa: E402
-from exporter.logs import configure_logging  # noqa: E402
-from exporter.xid.parser import normalize_pci  # noqa: E402
+from exporter.app import Application
+from exporter.config import Config, ListenAddress
+from exporter.logs import configure_logging
+from exporter.xid.parser import normalize_pci
 
 COUNTER = "nvidia_gpu_xid_errors_total{"
 
