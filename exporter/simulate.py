@@ -10,20 +10,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from exporter.fakenvml import BUILTIN_SCENARIOS, build_fake_driver
+from exporter.fakenvml import BUILTIN_SCENARIOS, library_path
 
 
 def prepare_simulation(scenario: str) -> str:
     """Build (or reuse) the fake driver, select the scenario, return the library's path."""
-    library_dir = build_fake_driver()
+    library = library_path()
     if scenario not in BUILTIN_SCENARIOS:
         scenario = str(Path(scenario).resolve())
     # The fake reads FAKE_NVML_SCENARIO in nvmlInit; os.environ writes through to the C environ.
     os.environ["FAKE_NVML_SCENARIO"] = scenario
-    return str(_library_file(library_dir))
-
-
-def _library_file(library_dir: Path) -> Path:
-    if library_dir.is_file():
-        return library_dir
-    return library_dir / "libnvidia-ml.so.1"
+    return str(library)
