@@ -18,10 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from exporter.fakenvml import library_path  # noqa: E402
-from exporter.logs import configure_logging  # noqa: E402
-from exporter.render import render  # noqa: E402
-from exporter.sources.nvml import NvmlSource  # noqa: E402
+from exporter.fakenvml import library_path
+from exporter.logs import configure_logging
+from exporter.render import render
+from exporter.sources.nvml import NvmlSource
 
 
 def _library() -> str:
@@ -66,16 +66,22 @@ def main() -> int:
     parser.add_argument("--scenarios", default="t4,a100-mig,h100-nvlink,large-16")
     args = parser.parse_args()
     configure_logging("warning")
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    )
     print(f"rounds per scenario: {args.rounds}\n")
-    print("| scenario | GPUs | series | collection CPU ms (median) | p90 | wall ms (median) | "
-          "render CPU ms (median) | CPU ms per GPU |")
+    print(
+        "| scenario | GPUs | series | collection CPU ms (median) | p90 | wall ms (median) | "
+        "render CPU ms (median) | CPU ms per GPU |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for scenario in args.scenarios.split(","):
         r = measure(scenario, args.rounds)
-        print(f"| {scenario} | {r['gpus']:.0f} | {r['series']:.0f} | {r['cpu_ms_median']:.2f} | "
-              f"{r['cpu_ms_p90']:.2f} | {r['wall_ms_median']:.2f} | "
-              f"{r['render_cpu_ms_median']:.2f} | {r['cpu_ms_median'] / r['gpus']:.3f} |")
+        print(
+            f"| {scenario} | {r['gpus']:.0f} | {r['series']:.0f} | {r['cpu_ms_median']:.2f} | "
+            f"{r['cpu_ms_p90']:.2f} | {r['wall_ms_median']:.2f} | "
+            f"{r['render_cpu_ms_median']:.2f} | {r['cpu_ms_median'] / r['gpus']:.3f} |"
+        )
     return 0
 
 

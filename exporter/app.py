@@ -20,7 +20,9 @@ from exporter.logs import configure_logging
 from exporter.poller import Poller
 from exporter.publisher import Publisher
 from exporter.server import ExporterHTTPServer
+from exporter.sources.allocation import build_attribution
 from exporter.sources.nvml import NvmlSource
+from exporter.xid.service import XidService
 
 log = structlog.get_logger(__name__)
 
@@ -38,7 +40,7 @@ class Application:
             from exporter.simulate import prepare_simulation
 
             library_path = prepare_simulation(config.simulate)
-        self.nvml = NvmlSource(library_path=library_path)
+        self.nvml = NvmlSource(library_path=library_path, capture_processes=config.processes)
         self.publisher = Publisher(
             refresh_seconds=max(1.0, min(config.interval_seconds, 5.0)),
             pynvml_version=self.nvml.pynvml_version,
@@ -50,6 +52,8 @@ class Application:
             self.stop_event,
             on_first_collection=self.publisher.mark_first_collection,
         )
+        self.attribution = build_attribution(config, self.nvml, self.publisher, self.stop_event)
+        self.xid = XidService(config, self.nvml, self.publisher, self.stop_event, library_path)
         self.server = ExporterHTTPServer(config.listen, self.publisher, self.readiness)
         self._threads: list[threading.Thread] = []
 
@@ -69,13 +73,17 @@ class Application:
             target=self.publisher.run, args=(self.stop_event,), name="render", daemon=True
         )
         http = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.2}, name="http",
+            target=self.server.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            name="http",
             daemon=True,
         )
         self._threads = [render, http]
         for thread in self._threads:
             thread.start()
         self.poller.start()
+        self.xid.start()
+        self.attribution.start()
         log.info(
             "exporter_started",
             version=__version__,
@@ -92,6 +100,8 @@ class Application:
         self.publisher.wake()
         self.server.shutdown()
         self.server.server_close()
+        self.xid.stop(0.5)
+        self.attribution.stop(0.5)
         if self.poller.join(POLL_JOIN_SECONDS):
             self.poller.close_source()
         else:

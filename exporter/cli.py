@@ -23,10 +23,13 @@ from exporter.config import (
     LOG_LEVELS,
     Config,
     ConfigError,
+    parse_bool,
     parse_choice,
     parse_duration,
     parse_existing_file,
+    parse_int,
     parse_listen_address,
+    parse_prefixes,
 )
 from exporter.fakenvml import BUILTIN_SCENARIOS, DEFAULT_SCENARIO
 
@@ -65,6 +68,32 @@ FLAGS: tuple[tuple[str, str | None, str], ...] = (
         DEFAULT_POD_RESOURCES_SOCKET,
         "Kubelet pod-resources socket used to map GPUs to pods.",
     ),
+    (
+        "--collector.pod-attribution",
+        "auto",
+        "Map GPUs to pods through the kubelet: auto (on when the socket or its directory "
+        "exists), on or off.",
+    ),
+    (
+        "--kubelet.resource-prefixes",
+        "nvidia.com/gpu,nvidia.com/mig-",
+        "Comma-separated resource-name prefixes that name GPUs (nvidia.com/gpu also matches "
+        "nvidia.com/gpu.shared).",
+    ),
+    (
+        "--collector.processes",
+        "false",
+        "Export per-process GPU memory with pod attribution (true/false; needs hostPID or the "
+        "host's /proc at --path.procfs).",
+    ),
+    ("--collector.processes.top-n", "10", "Per-process series kept per GPU, largest first."),
+    ("--path.procfs", "/proc", "Where the host's /proc is mounted (per-process attribution)."),
+    (
+        "--collector.nvml-events",
+        "true",
+        "Also take Xid errors from NVML events (the signal when the kernel log is unreadable).",
+    ),
+    ("--collector.udev", "true", "Watch NVIDIA GPUs appear on and leave the PCI bus (udev)."),
     ("--log.level", "info", f"Log level: {', '.join(LOG_LEVELS)}."),
     ("--log.format", "json", f"Log format: {', '.join(LOG_FORMATS)}."),
 )
@@ -119,7 +148,9 @@ def config_from_args(argv: Sequence[str] | None = None) -> Config:
     def label(flag: str) -> str:
         return f"{flag} (from {env_name(flag)})" if from_env(flag) else flag
 
-    listen = parse_listen_address(label("--web.listen-address"), value("--web.listen-address") or "")
+    listen = parse_listen_address(
+        label("--web.listen-address"), value("--web.listen-address") or ""
+    )
     interval = parse_duration(label("--collection.interval"), value("--collection.interval") or "")
     web_config_raw = value("--web.config.file")
     web_config = None
@@ -139,8 +170,28 @@ def config_from_args(argv: Sequence[str] | None = None) -> Config:
         simulate=simulate,
         kmsg_path=value("--path.kmsg") or DEFAULT_KMSG_PATH,
         pod_resources_socket=value("--path.pod-resources-socket") or DEFAULT_POD_RESOURCES_SOCKET,
+        xid_nvml_events=parse_bool(
+            label("--collector.nvml-events"), value("--collector.nvml-events") or ""
+        ),
+        udev=parse_bool(label("--collector.udev"), value("--collector.udev") or ""),
         log_level=parse_choice(label("--log.level"), value("--log.level") or "", LOG_LEVELS),
         log_format=parse_choice(label("--log.format"), value("--log.format") or "", LOG_FORMATS),
+        pod_attribution=parse_choice(
+            label("--collector.pod-attribution"),
+            value("--collector.pod-attribution") or "",
+            ("auto", "on", "off"),
+        ),
+        processes=parse_bool(label("--collector.processes"), value("--collector.processes") or ""),
+        processes_top_n=parse_int(
+            label("--collector.processes.top-n"),
+            value("--collector.processes.top-n") or "",
+            1,
+            1000,
+        ),
+        procfs_path=value("--path.procfs") or "/proc",
+        resource_prefixes=parse_prefixes(
+            label("--kubelet.resource-prefixes"), value("--kubelet.resource-prefixes") or ""
+        ),
     )
 
 
@@ -149,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = config_from_args(argv)
     except ConfigError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)  # noqa: T201 - before logging exists
+        print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
     from exporter.app import run  # imported late: --help and bad flags stay fast
 

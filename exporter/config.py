@@ -51,6 +51,13 @@ class Config:
     pod_resources_socket: str
     log_level: str
     log_format: str
+    pod_attribution: str = "auto"
+    processes: bool = False
+    processes_top_n: int = 10
+    procfs_path: str = "/proc"
+    resource_prefixes: tuple[str, ...] = ("nvidia.com/gpu", "nvidia.com/mig-")
+    xid_nvml_events: bool = True
+    udev: bool = True
 
 
 def parse_duration(flag: str, text: str) -> float:
@@ -86,6 +93,35 @@ def parse_choice(flag: str, text: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ConfigError(f"{flag}: {text!r} is not one of {', '.join(choices)}")
     return value
+
+
+def parse_bool(flag: str, text: str) -> bool:
+    """`true`/`false` (also 1/0, yes/no), case-insensitively."""
+    value = text.strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise ConfigError(f"{flag}: {text!r} is not true or false")
+
+
+def parse_int(flag: str, text: str, low: int, high: int) -> int:
+    """An integer within [low, high]."""
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise ConfigError(f"{flag}: {text!r} is not an integer") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{flag}: {value} is out of range {low}-{high}")
+    return value
+
+
+def parse_prefixes(flag: str, text: str) -> tuple[str, ...]:
+    """A comma-separated list of resource-name prefixes, e.g. nvidia.com/gpu,nvidia.com/mig-."""
+    prefixes = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not prefixes or any("/" not in prefix for prefix in prefixes):
+        raise ConfigError(f"{flag}: {text!r} is not a list of prefixes like nvidia.com/gpu")
+    return prefixes
 
 
 def parse_existing_file(flag: str, text: str) -> Path:

@@ -45,9 +45,7 @@ def metric_reference() -> str:
         lines.append("| --- | --- | --- | --- |")
         for family in families:
             labels = ", ".join(f"`{label}`" for label in family.labels) or "-"
-            lines.append(
-                f"| `{family.name}` | {family.kind} | {labels} | {_cell(family.help)} |"
-            )
+            lines.append(f"| `{family.name}` | {family.kind} | {labels} | {_cell(family.help)} |")
         lines.append("")
     return "\n".join(lines)
 

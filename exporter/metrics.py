@@ -72,7 +72,8 @@ def _self(name: str, kind: Kind, help_: str, *labels: str) -> Family:
 INFO = Family(
     "nvidia_gpu_info",
     "gauge",
-    "Static identity of a GPU, always 1: model, driver, VBIOS, PCI bus id, MIG and persistence mode.",
+    "Static identity of a GPU, always 1: model, driver, VBIOS, PCI bus id, MIG and persistence "
+    "mode.",
     INFO_LABELS,
     "identity",
 )
@@ -137,12 +138,16 @@ ENERGY = _gpu(
 # Temperature and cooling
 TEMPERATURE = _gpu("temperature_celsius", "gauge", "GPU core temperature in degrees C.", "thermal")
 MEMORY_TEMPERATURE = _gpu(
-    "memory_temperature_celsius", "gauge", "Device memory (HBM) temperature in degrees C.", "thermal"
+    "memory_temperature_celsius",
+    "gauge",
+    "Device memory (HBM) temperature in degrees C.",
+    "thermal",
 )
 TEMPERATURE_THRESHOLD = _gpu(
     "temperature_threshold_celsius",
     "gauge",
-    "Temperature thresholds set by the GPU: threshold is shutdown, slowdown, gpu_max or memory_max.",
+    "Temperature thresholds set by the GPU: threshold is shutdown, slowdown, gpu_max or "
+    "memory_max.",
     "thermal",
     "threshold",
 )
@@ -158,10 +163,17 @@ CLOCK = _gpu(
     "clock_hertz", "gauge", "Current clock frequency in hertz, by clock domain.", "clocks", "clock"
 )
 MAX_CLOCK = _gpu(
-    "max_clock_hertz", "gauge", "Maximum clock frequency in hertz, by clock domain.", "clocks", "clock"
+    "max_clock_hertz",
+    "gauge",
+    "Maximum clock frequency in hertz, by clock domain.",
+    "clocks",
+    "clock",
 )
 PERFORMANCE_STATE = _gpu(
-    "performance_state", "gauge", "Performance state, 0 (P0, maximum) to 15 (P15, minimum).", "clocks"
+    "performance_state",
+    "gauge",
+    "Performance state, 0 (P0, maximum) to 15 (P15, minimum).",
+    "clocks",
 )
 CLOCK_EVENT_ACTIVE = _gpu(
     "clock_event_reason_active",
@@ -184,7 +196,8 @@ ECC_MODE = _gpu("ecc_enabled", "gauge", "1 if ECC is enabled (current mode).", "
 ECC_CORRECTED = _gpu(
     "ecc_corrected_errors_total",
     "counter",
-    "Corrected (single-bit) ECC errors; scope volatile resets at driver load, aggregate is lifetime.",
+    "Corrected (single-bit) ECC errors; scope volatile resets at driver load, aggregate is "
+    "lifetime.",
     "ecc",
     "scope",
 )
@@ -355,7 +368,11 @@ BUILD_INFO = _self(
     "pynvml_version",
 )
 SCRAPES = _self(
-    "http_requests_total", "counter", "HTTP requests served, by path and status code.", "path", "code"
+    "http_requests_total",
+    "counter",
+    "HTTP requests served, by path and status code.",
+    "path",
+    "code",
 )
 RENDER_DURATION = _self(
     "render_duration_seconds",
@@ -363,6 +380,155 @@ RENDER_DURATION = _self(
     "Time spent rendering the last exposition, in seconds.",
 )
 
+
+# Xid errors and lost GPUs (exporter/xid/, exporter/sources/kmsg.py, udev.py; docs/xid.md)
+XID_ERRORS = _gpu(
+    "xid_errors_total",
+    "counter",
+    "Xid errors seen since the exporter started (kernel log or NVML events, each Xid once); "
+    "critical codes start at 0 for every GPU. Empty uuid: an address no known GPU has.",
+    "xid",
+    "xid",
+)
+MIG_XID_ERRORS = Family(
+    "nvidia_gpu_mig_xid_errors_total",
+    "counter",
+    "Xid errors the driver attributed to a MIG GPU instance (and compute instance), since start.",
+    (*MIG_LABELS, "xid"),
+    "xid",
+)
+XID_LAST_SEEN = _gpu(
+    "xid_last_seen_timestamp_seconds",
+    "gauge",
+    "Unix time of the last Xid with this code on this GPU, including Xids still in the kernel "
+    "ring buffer from before the exporter started.",
+    "xid",
+    "xid",
+)
+XID_INFO = Family(
+    "nvidia_gpu_xid_info",
+    "gauge",
+    "NVIDIA's Xid catalog, always 1: name, category, severity (critical, warning, info) and "
+    "recommended action per code; join on xid.",
+    ("xid", "name", "category", "severity", "action"),
+    "xid",
+)
+RECOVERY_ACTION = _gpu(
+    "recovery_action",
+    "gauge",
+    "Recovery action the driver asked for in its last Xid 154: 0 none, 1 GPU reset, 2 node "
+    "reboot, 3 drain P2P, 4 drain and reset, 5 recover IMEX domain, 6 bus reset, 7 system reboot.",
+    "xid",
+)
+FALLEN_OFF_BUS = _gpu(
+    "fallen_off_bus",
+    "gauge",
+    "1 if the GPU fell off the bus (Xid 79 or the driver's fallen-off-bus text since start) or "
+    "NVML reports it lost, else 0.",
+    "xid",
+)
+XID_EVENTS = _self(
+    "xid_reports_total",
+    "counter",
+    "Xid reports received, by source (kmsg or nvml); one Xid usually arrives from both.",
+    "source",
+)
+XID_DUPLICATES = _self(
+    "xid_duplicates_total",
+    "counter",
+    "Xid reports recognised as a second report of an Xid already counted.",
+)
+KMSG_RECORDS = _self(
+    "kmsg_records_total",
+    "counter",
+    "Kernel log records read, by result: xid (an Xid or fallen-off-bus), other, malformed.",
+    "result",
+)
+KMSG_RECORDS_LOST = _self(
+    "kmsg_records_lost_total",
+    "counter",
+    "Kernel log records overwritten before the exporter read them (sequence gaps after EPIPE).",
+)
+PCI_GPUS = _self(
+    "pci_gpus",
+    "gauge",
+    "NVIDIA GPUs (vendor 0x10de, display or 3D controller class) the PCI bus shows (udev); "
+    "compare with nvidia_gpu_exporter_gpus and nvidia_gpu_up.",
+)
+
+
+# Kubernetes attribution (issue 4): join series, never labels on the GPU series themselves.
+POD_LABELS: tuple[str, ...] = ("gpu", "uuid", "mig_uuid", "namespace", "pod", "container")
+POD_INFO = Family(
+    "nvidia_gpu_pod_info",
+    "gauge",
+    "1 for every container holding a GPU or MIG device (kubelet pod-resources); mig_uuid is "
+    "empty for a whole GPU. Join on uuid or mig_uuid.",
+    POD_LABELS,
+    "kubernetes",
+)
+ALLOCATED = Family(
+    "nvidia_gpu_allocated",
+    "gauge",
+    "1 if at least one container holds this GPU or MIG device, 0 if none does.",
+    ("gpu", "uuid", "mig_uuid"),
+    "kubernetes",
+)
+ALLOCATABLE = Family(
+    "nvidia_gpu_allocatable",
+    "gauge",
+    "Device ids the kubelet can allocate for this GPU or MIG device: 1, or the replica count "
+    "when time-sliced or shared with MPS; 0 when the kubelet does not offer it (unhealthy).",
+    ("gpu", "uuid", "mig_uuid"),
+    "kubernetes",
+)
+NODE_ALLOCATABLE_DEVICES = Family(
+    "nvidia_gpu_node_allocatable_devices",
+    "gauge",
+    "Device ids the kubelet can allocate, by resource name (GetAllocatableResources).",
+    ("resource",),
+    "kubernetes",
+)
+NODE_ALLOCATED_DEVICES = Family(
+    "nvidia_gpu_node_allocated_devices",
+    "gauge",
+    "Device ids allocated to containers, by resource name (dra:<driver> for DRA claims).",
+    ("resource",),
+    "kubernetes",
+)
+POD_PROCESSES = Family(
+    "nvidia_gpu_pod_processes",
+    "gauge",
+    "GPU processes of the container on this GPU or MIG device (needs --collector.processes).",
+    POD_LABELS,
+    "kubernetes",
+)
+POD_MEMORY_USED = Family(
+    "nvidia_gpu_pod_memory_used_bytes",
+    "gauge",
+    "Device memory used by the container's processes on this GPU or MIG device, in bytes "
+    "(needs --collector.processes).",
+    POD_LABELS,
+    "kubernetes",
+)
+PROCESS_MEMORY_USED = Family(
+    "nvidia_gpu_process_memory_used_bytes",
+    "gauge",
+    "Device memory used by one process, in bytes; the top N processes per GPU only "
+    "(--collector.processes.top-n). pid is a host pid.",
+    (*POD_LABELS[:3], "pid", "process_name", "namespace", "pod", "container", "pod_uid"),
+    "processes",
+)
+PROCESSES_OMITTED = _self(
+    "process_series_omitted",
+    "gauge",
+    "GPU processes left out of nvidia_gpu_process_memory_used_bytes by the top-N cap.",
+)
+UNMAPPED_DEVICE_IDS = _self(
+    "pod_resources_unmapped_devices",
+    "gauge",
+    "Device ids the kubelet allocated that match no GPU or MIG device NVML lists.",
+)
 
 CATALOG: tuple[Family, ...] = tuple(
     value for value in list(globals().values()) if isinstance(value, Family)

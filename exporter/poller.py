@@ -21,6 +21,8 @@ log = structlog.get_logger(__name__)
 
 BACKOFF_START_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 60.0
+# A collection running longer than max(3 intervals, this) counts as stalled (a hung call).
+STALL_FLOOR_SECONDS = 5.0
 
 
 class SourceUnavailableError(Exception):
@@ -65,10 +67,8 @@ class Poller:
         self._last_success: float | None = None
         self._backoff = BACKOFF_START_SECONDS
         self._first_done = on_first_collection
-        self._thread = threading.Thread(
-            target=self._run, name=f"poll-{source.name}", daemon=True
-        )
-        publisher.register(source.name, stall_after or max(3 * interval, 10.0))
+        self._thread = threading.Thread(target=self._run, name=f"poll-{source.name}", daemon=True)
+        publisher.register(source.name, stall_after or max(3 * interval, STALL_FLOOR_SECONDS))
 
     def start(self) -> None:
         """Start the poll thread."""
@@ -106,8 +106,12 @@ class Poller:
                 self._collections += 1
                 self._errors += 1
                 self._publisher.publish(name, {}, self._health(False, 0.0, str(err)))
-                log.warning("source_unavailable", source=name, error=str(err),
-                            retry_in_seconds=self._backoff)
+                log.warning(
+                    "source_unavailable",
+                    source=name,
+                    error=str(err),
+                    retry_in_seconds=self._backoff,
+                )
                 wait = self._backoff
                 self._backoff = min(self._backoff * 2, BACKOFF_MAX_SECONDS)
                 return wait
@@ -120,7 +124,7 @@ class Poller:
         self._collections += 1
         try:
             samples = self._source.collect()
-        except Exception as err:  # noqa: BLE001 - one failed collection must not end the loop
+        except Exception as err:
             # Like node_exporter's failed collector: its series disappear and source_up says
             # why, rather than serving values that are no longer true.
             self._errors += 1
@@ -143,7 +147,7 @@ class Poller:
         while not self._stop.is_set():
             try:
                 wait = self.run_once()
-            except Exception:  # noqa: BLE001 - the loop itself must survive anything
+            except Exception:
                 log.exception("poll_loop_error", source=self._source.name)
                 wait = self._interval
             if self._first_done is not None:

@@ -122,7 +122,8 @@ class Publisher:
         for name, state in sorted(self._sources.items()):
             health = state.health
             stalled = (
-                state.busy_since is not None and now_monotonic - state.busy_since > state.stall_after
+                state.busy_since is not None
+                and now_monotonic - state.busy_since > state.stall_after
             )
             key = (name,)
             builder.add(metrics.SOURCE_UP.name, key, 1.0 if health.up and not stalled else 0.0)
@@ -189,7 +190,7 @@ class Publisher:
                 return
             try:
                 self.render_now()
-            except Exception:  # noqa: BLE001 - a render bug must not kill the thread
+            except Exception:
                 # Keep serving the previous exposition; the next change retries.
                 time.sleep(min(1.0, self._refresh_seconds))
 

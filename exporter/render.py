@@ -31,7 +31,7 @@ def _escape_help(text: str) -> str:
 
 def format_value(value: float) -> str:
     """Shortest exact text for a sample value; integers without a fraction."""
-    if value != value:  # NaN
+    if math.isnan(value):
         return "NaN"
     if math.isinf(value):
         return "+Inf" if value > 0 else "-Inf"

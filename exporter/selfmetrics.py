@@ -22,6 +22,6 @@ class ProcessMetrics:
     def render(self, openmetrics: bool) -> str:
         """Return the process families; OpenMetrics output without its closing `# EOF`."""
         if openmetrics:
-            text = generate_latest_om(self._registry).decode()
+            text: str = generate_latest_om(self._registry).decode()  # type: ignore[no-untyped-call]
             return text.removesuffix("# EOF\n")
-        return generate_latest(self._registry).decode()
+        return str(generate_latest(self._registry).decode())

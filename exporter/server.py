@@ -9,12 +9,12 @@ cap on request-line and header size, and only GET and HEAD.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import structlog
 
@@ -64,7 +64,7 @@ class _Handler(BaseHTTPRequestHandler):
     error_message_format = "%(code)d %(message)s\n"
     error_content_type = "text/plain; charset=utf-8"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: object) -> None:
         """Access logs are off: scrapes every few seconds would drown the useful events."""
 
     def _send(
@@ -81,7 +81,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         self.server.publisher.count_request(path if path in KNOWN_PATHS else "other", status)
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+    def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
             self._metrics()
@@ -97,7 +97,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
 
-    def do_HEAD(self) -> None:  # noqa: N802 - stdlib naming
+    def do_HEAD(self) -> None:
         self.do_GET()
 
     def _not_allowed(self) -> None:
@@ -108,7 +108,9 @@ class _Handler(BaseHTTPRequestHandler):
             {"Allow": "GET, HEAD"},
         )
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _not_allowed
+    # Every other method gets 405 (stdlib naming, hence noqa).
+    do_POST = do_PUT = do_DELETE = do_PATCH = _not_allowed  # noqa: N815
+    do_OPTIONS = do_TRACE = do_CONNECT = _not_allowed  # noqa: N815
 
     def _metrics(self) -> None:
         exposition = self.server.publisher.exposition(
@@ -146,10 +148,8 @@ class ExporterHTTPServer(ThreadingHTTPServer):
             self.address_family = socket.AF_INET6
         super().__init__((host, listen.port), _Handler, bind_and_activate=False)
         if self.address_family == socket.AF_INET6 and host == "::":
-            try:
+            with contextlib.suppress(OSError):  # kernels without dual stack keep IPv6 only
                 self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-            except OSError:  # pragma: no cover - kernels without dual stack
-                pass
         try:
             self.server_bind()
             self.server_activate()
@@ -162,21 +162,19 @@ class ExporterHTTPServer(ThreadingHTTPServer):
         """The bound port (useful with port 0 in tests)."""
         return int(self.server_address[1])
 
-    def process_request(self, request: Any, client_address: Any) -> None:
+    def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
         """Refuse connections over the cap at once instead of queueing unbounded threads."""
         if not self._slots.acquire(blocking=False):
-            try:
+            with contextlib.suppress(OSError):
                 request.sendall(
                     b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
                     b"Connection: close\r\n\r\n"
                 )
-            except OSError:
-                pass
             self.shutdown_request(request)
             return
         super().process_request(request, client_address)
 
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
+    def process_request_thread(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
         """Release the connection slot however the request ends."""
         try:
             super().process_request_thread(request, client_address)

@@ -74,7 +74,9 @@ def test_render_thread_picks_up_a_publish_promptly() -> None:
     thread = threading.Thread(target=publisher.run, args=(stop,), daemon=True)
     thread.start()
     try:
-        publisher.publish("kmsg", {metrics.UP.name: ((("3", "GPU-d"), 0.0),)}, SourceHealth(up=True))
+        publisher.publish(
+            "kmsg", {metrics.UP.name: ((("3", "GPU-d"), 0.0),)}, SourceHealth(up=True)
+        )
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             if b'gpu="3"' in publisher.exposition(openmetrics=False).body:
@@ -93,7 +95,9 @@ def test_request_counter_and_build_info() -> None:
     publisher.count_request("/metrics", 200)
     publisher.count_request("/metrics", 200)
     publisher.render_now()
-    assert _values(publisher, "nvidia_gpu_exporter_http_requests_total") == {("/metrics", "200"): 2.0}
+    assert _values(publisher, "nvidia_gpu_exporter_http_requests_total") == {
+        ("/metrics", "200"): 2.0
+    }
     build = _values(publisher, "nvidia_gpu_exporter_build_info")
     assert len(build) == 1 and next(iter(build))[2] == "13.0"
 

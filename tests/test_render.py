@@ -39,7 +39,9 @@ def test_openmetrics_format_is_valid_and_ends_with_eof() -> None:
 
 
 def test_families_follow_catalog_order_and_absent_ones_are_omitted() -> None:
-    text = render([{metrics.ENERGY.name: PART[metrics.ENERGY.name]}, {metrics.UP.name: PART[metrics.UP.name]}])
+    text = render(
+        [{metrics.ENERGY.name: PART[metrics.ENERGY.name]}, {metrics.UP.name: PART[metrics.UP.name]}]
+    )
     assert text.index("nvidia_gpu_up") < text.index("nvidia_gpu_energy")
     assert "nvidia_gpu_temperature_celsius" not in text
 

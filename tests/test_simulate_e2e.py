@@ -14,8 +14,17 @@ from tests.tools import ExporterProcess, http_get, require_tool
 
 # Families the default scenario must show (every NVML family of the issue).
 NVML_GROUPS = {
-    "identity", "utilization", "memory", "power", "thermal", "clocks", "ecc", "pcie", "nvlink",
-    "processes", "mig",
+    "identity",
+    "utilization",
+    "memory",
+    "power",
+    "thermal",
+    "clocks",
+    "ecc",
+    "pcie",
+    "nvlink",
+    "processes",
+    "mig",
 }
 EXPECTED = {
     family.name
@@ -53,7 +62,10 @@ def test_every_family_is_served(exporter: ExporterProcess) -> None:
 def test_promtool_accepts_the_exposition(exporter: ExporterProcess) -> None:
     promtool = require_tool("promtool")
     result = subprocess.run(
-        [promtool, "check", "metrics"], input=exporter.metrics(), capture_output=True, text=True,
+        [promtool, "check", "metrics"],
+        input=exporter.metrics(),
+        capture_output=True,
+        text=True,
         timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr

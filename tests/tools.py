@@ -19,7 +19,9 @@ def require_tool(name: str) -> str:
     """Path of a command-line tool, or a loud skip (a failure under CI=true)."""
     path = shutil.which(name)
     if path is None:
-        pytest.skip(f"{name} is not installed: run 'make system-deps' (Debian package) to test this")
+        pytest.skip(
+            f"{name} is not installed: run 'make system-deps' (Debian package) to test this"
+        )
     return path
 
 
@@ -48,8 +50,13 @@ class ExporterProcess:
         self._log = self.log_path.open("wb")
         self.started = time.monotonic()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "exporter", f"--web.listen-address=127.0.0.1:{self.port}",
-             *args],
+            [
+                sys.executable,
+                "-m",
+                "exporter",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                *args,
+            ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},

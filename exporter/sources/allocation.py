@@ -131,7 +131,7 @@ def build_attribution(
     """Build the kubelet refresher (importing grpc only now) and the attribution poller."""
     parts = AttributionParts()
     if pod_attribution_wanted(config.pod_attribution, config.pod_resources_socket):
-        from exporter.sources.podresources import PodResourcesSource  # noqa: PLC0415 - grpc: ~12 MB
+        from exporter.sources.podresources import PodResourcesSource
 
         refresh = min(max(config.interval_seconds, 1.0), 30.0)
         parts.pod_resources = PodResourcesSource(

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import metadata
 from typing import Any
 
 import pynvml
@@ -145,6 +146,7 @@ class NvmlSource:
         self._logged: set[tuple[int, str, int]] = set()
         self._field_values = None  # the C function, resolved once
         self._directory: tuple[GpuIdentity, ...] = ()
+        self._marked_lost: set[str] = set()  # uuids the Xid source saw fall off the bus
         self.pynvml_version = getattr(pynvml, "__version__", "") or _package_version()
 
     # -- lifecycle -------------------------------------------------------------------
@@ -252,12 +254,18 @@ class NvmlSource:
         gpu = _Gpu(index, handle, (str(index), uuid), ())
         name = self._call(gpu, "nvmlDeviceGetName", pynvml.nvmlDeviceGetName, handle)
         brand = self._call(gpu, "nvmlDeviceGetBrand", pynvml.nvmlDeviceGetBrand, handle)
-        arch = self._call(gpu, "nvmlDeviceGetArchitecture", pynvml.nvmlDeviceGetArchitecture, handle)
+        arch = self._call(
+            gpu, "nvmlDeviceGetArchitecture", pynvml.nvmlDeviceGetArchitecture, handle
+        )
         capability = self._call(
-            gpu, "nvmlDeviceGetCudaComputeCapability", pynvml.nvmlDeviceGetCudaComputeCapability,
+            gpu,
+            "nvmlDeviceGetCudaComputeCapability",
+            pynvml.nvmlDeviceGetCudaComputeCapability,
             handle,
         )
-        vbios = self._call(gpu, "nvmlDeviceGetVbiosVersion", pynvml.nvmlDeviceGetVbiosVersion, handle)
+        vbios = self._call(
+            gpu, "nvmlDeviceGetVbiosVersion", pynvml.nvmlDeviceGetVbiosVersion, handle
+        )
         serial = self._call(gpu, "nvmlDeviceGetSerial", pynvml.nvmlDeviceGetSerial, handle)
         pci = self._call(gpu, "nvmlDeviceGetPciInfo", pynvml.nvmlDeviceGetPciInfo, handle)
         persistence = self._call(
@@ -295,22 +303,30 @@ class NvmlSource:
         static = gpu.static
         for clock_type, clock in fields.CLOCK_DOMAINS:
             mhz = self._call(
-                gpu, f"nvmlDeviceGetMaxClockInfo:{clock}", pynvml.nvmlDeviceGetMaxClockInfo,
-                handle, clock_type,
+                gpu,
+                f"nvmlDeviceGetMaxClockInfo:{clock}",
+                pynvml.nvmlDeviceGetMaxClockInfo,
+                handle,
+                clock_type,
             )
             if mhz is not None:
                 static.append((metrics.MAX_CLOCK.name, (*labels, clock), mhz * 1e6))
         for threshold_type, threshold in fields.TEMPERATURE_THRESHOLDS:
             celsius = self._call(
-                gpu, f"nvmlDeviceGetTemperatureThreshold:{threshold}",
-                pynvml.nvmlDeviceGetTemperatureThreshold, handle, threshold_type,
+                gpu,
+                f"nvmlDeviceGetTemperatureThreshold:{threshold}",
+                pynvml.nvmlDeviceGetTemperatureThreshold,
+                handle,
+                threshold_type,
             )
             if celsius is not None and celsius > 0:
                 static.append(
                     (metrics.TEMPERATURE_THRESHOLD.name, (*labels, threshold), float(celsius))
                 )
         max_generation = self._call(
-            gpu, "nvmlDeviceGetMaxPcieLinkGeneration", pynvml.nvmlDeviceGetMaxPcieLinkGeneration,
+            gpu,
+            "nvmlDeviceGetMaxPcieLinkGeneration",
+            pynvml.nvmlDeviceGetMaxPcieLinkGeneration,
             handle,
         )
         if max_generation is not None:
@@ -321,13 +337,17 @@ class NvmlSource:
         if max_width is not None:
             static.append((metrics.PCIE_LINK_MAX_WIDTH.name, labels, float(max_width)))
         supported = self._call(
-            gpu, "nvmlDeviceGetSupportedClocksEventReasons",
-            pynvml.nvmlDeviceGetSupportedClocksEventReasons, handle,
+            gpu,
+            "nvmlDeviceGetSupportedClocksEventReasons",
+            pynvml.nvmlDeviceGetSupportedClocksEventReasons,
+            handle,
         )
         if supported is None:
             supported = self._call(
-                gpu, "nvmlDeviceGetSupportedClocksThrottleReasons",
-                pynvml.nvmlDeviceGetSupportedClocksThrottleReasons, handle,
+                gpu,
+                "nvmlDeviceGetSupportedClocksThrottleReasons",
+                pynvml.nvmlDeviceGetSupportedClocksThrottleReasons,
+                handle,
             )
         if supported is not None:
             gpu.supported_reasons = tuple(
@@ -408,8 +428,13 @@ class NvmlSource:
 
     def _placement(self, gpu: _Gpu, gpu_instance: int) -> tuple[int | None, int | None, int | None]:
         """Profile id and placement of a GPU instance (DRA names MIG devices by them)."""
-        instance = self._call(gpu, "nvmlDeviceGetGpuInstanceById",
-                              pynvml.nvmlDeviceGetGpuInstanceById, gpu.handle, gpu_instance)
+        instance = self._call(
+            gpu,
+            "nvmlDeviceGetGpuInstanceById",
+            pynvml.nvmlDeviceGetGpuInstanceById,
+            gpu.handle,
+            gpu_instance,
+        )
         if instance is None:
             return None, None, None
         info = self._call(gpu, "nvmlGpuInstanceGetInfo", pynvml.nvmlGpuInstanceGetInfo, instance)
@@ -482,7 +507,22 @@ class NvmlSource:
         self._identity(gpu, out, up=True)
         out.extend(reading.freeze())
 
+    def mark_lost(self, uuid: str, lost: bool = True) -> None:
+        """Xid 79 or fallen-off-bus text for this GPU: report nvidia_gpu_up 0 until cleared.
+
+        Called from the Xid threads; a single set add/discard, no NVML call and no lock.
+        """
+        if lost:
+            self._marked_lost.add(uuid)
+        else:
+            self._marked_lost.discard(uuid)
+
+    def request_enumeration(self) -> None:
+        """The PCI bus changed (udev): enumerate GPUs again at the next collection."""
+        self._enumerated_at = float("-inf")
+
     def _identity(self, gpu: _Gpu, out: SampleBuilder, up: bool) -> None:
+        up = up and gpu.labels[1] not in self._marked_lost
         if gpu.info_labels:
             out.add(metrics.INFO.name, gpu.info_labels, 1.0)
         out.add(metrics.UP.name, gpu.labels, 1.0 if up else 0.0)
@@ -490,8 +530,13 @@ class NvmlSource:
     def _read_gpu(self, gpu: _Gpu, out: SampleBuilder) -> None:
         handle, labels, call = gpu.handle, gpu.labels, self._call
         add = out.add
-        memory = call(gpu, "nvmlDeviceGetMemoryInfo_v2", pynvml.nvmlDeviceGetMemoryInfo, handle,
-                      pynvml.nvmlMemory_v2)
+        memory = call(
+            gpu,
+            "nvmlDeviceGetMemoryInfo_v2",
+            pynvml.nvmlDeviceGetMemoryInfo,
+            handle,
+            pynvml.nvmlMemory_v2,
+        )
         if memory is None and "nvmlDeviceGetMemoryInfo_v2" in gpu.skip:
             memory = call(gpu, "nvmlDeviceGetMemoryInfo", pynvml.nvmlDeviceGetMemoryInfo, handle)
         if memory is not None:
@@ -506,58 +551,94 @@ class NvmlSource:
             add(metrics.BAR1_TOTAL.name, labels, float(bar1.bar1Total))
             add(metrics.BAR1_USED.name, labels, float(bar1.bar1Used))
         if not gpu.mig_enabled:  # NVML has no utilization on MIG-enabled GPUs
-            rates = call(gpu, "nvmlDeviceGetUtilizationRates", pynvml.nvmlDeviceGetUtilizationRates,
-                         handle)
+            rates = call(
+                gpu, "nvmlDeviceGetUtilizationRates", pynvml.nvmlDeviceGetUtilizationRates, handle
+            )
             if rates is not None:
                 add(metrics.UTILIZATION.name, labels, rates.gpu / 100.0)
                 add(metrics.MEMORY_UTILIZATION.name, labels, rates.memory / 100.0)
-            encoder = call(gpu, "nvmlDeviceGetEncoderUtilization",
-                           pynvml.nvmlDeviceGetEncoderUtilization, handle)
+            encoder = call(
+                gpu,
+                "nvmlDeviceGetEncoderUtilization",
+                pynvml.nvmlDeviceGetEncoderUtilization,
+                handle,
+            )
             if encoder is not None:
                 add(metrics.ENCODER_UTILIZATION.name, labels, encoder[0] / 100.0)
-            decoder = call(gpu, "nvmlDeviceGetDecoderUtilization",
-                           pynvml.nvmlDeviceGetDecoderUtilization, handle)
+            decoder = call(
+                gpu,
+                "nvmlDeviceGetDecoderUtilization",
+                pynvml.nvmlDeviceGetDecoderUtilization,
+                handle,
+            )
             if decoder is not None:
                 add(metrics.DECODER_UTILIZATION.name, labels, decoder[0] / 100.0)
         power = call(gpu, "nvmlDeviceGetPowerUsage", pynvml.nvmlDeviceGetPowerUsage, handle)
         if power is not None:
             add(metrics.POWER_USAGE.name, labels, power / 1000.0)
-        enforced = call(gpu, "nvmlDeviceGetEnforcedPowerLimit",
-                        pynvml.nvmlDeviceGetEnforcedPowerLimit, handle)
+        enforced = call(
+            gpu, "nvmlDeviceGetEnforcedPowerLimit", pynvml.nvmlDeviceGetEnforcedPowerLimit, handle
+        )
         if enforced is not None:
             add(metrics.POWER_LIMIT.name, (*labels, "enforced"), enforced / 1000.0)
-        temperature = call(gpu, "nvmlDeviceGetTemperatureV", pynvml.nvmlDeviceGetTemperatureV,
-                           handle, pynvml.NVML_TEMPERATURE_GPU)
+        temperature = call(
+            gpu,
+            "nvmlDeviceGetTemperatureV",
+            pynvml.nvmlDeviceGetTemperatureV,
+            handle,
+            pynvml.NVML_TEMPERATURE_GPU,
+        )
         if temperature is None and "nvmlDeviceGetTemperatureV" in gpu.skip:
-            temperature = call(gpu, "nvmlDeviceGetTemperature", pynvml.nvmlDeviceGetTemperature,
-                               handle, pynvml.NVML_TEMPERATURE_GPU)
+            temperature = call(
+                gpu,
+                "nvmlDeviceGetTemperature",
+                pynvml.nvmlDeviceGetTemperature,
+                handle,
+                pynvml.NVML_TEMPERATURE_GPU,
+            )
         if temperature is not None:
             add(metrics.TEMPERATURE.name, labels, float(temperature))
         fan = call(gpu, "nvmlDeviceGetFanSpeed", pynvml.nvmlDeviceGetFanSpeed, handle)
         if fan is not None:
             add(metrics.FAN_SPEED.name, labels, fan / 100.0)
         for clock_type, clock in fields.CLOCK_DOMAINS:
-            mhz = call(gpu, f"nvmlDeviceGetClockInfo:{clock}", pynvml.nvmlDeviceGetClockInfo,
-                       handle, clock_type)
+            mhz = call(
+                gpu,
+                f"nvmlDeviceGetClockInfo:{clock}",
+                pynvml.nvmlDeviceGetClockInfo,
+                handle,
+                clock_type,
+            )
             if mhz is not None:
                 add(metrics.CLOCK.name, (*labels, clock), mhz * 1e6)
-        pstate = call(gpu, "nvmlDeviceGetPerformanceState", pynvml.nvmlDeviceGetPerformanceState,
-                      handle)
+        pstate = call(
+            gpu, "nvmlDeviceGetPerformanceState", pynvml.nvmlDeviceGetPerformanceState, handle
+        )
         if pstate is not None and pstate != pynvml.NVML_PSTATE_UNKNOWN:
             add(metrics.PERFORMANCE_STATE.name, labels, float(pstate))
         if gpu.supported_reasons:
             self._read_reasons(gpu, out)
-        generation = call(gpu, "nvmlDeviceGetCurrPcieLinkGeneration",
-                          pynvml.nvmlDeviceGetCurrPcieLinkGeneration, handle)
+        generation = call(
+            gpu,
+            "nvmlDeviceGetCurrPcieLinkGeneration",
+            pynvml.nvmlDeviceGetCurrPcieLinkGeneration,
+            handle,
+        )
         if generation is not None:
             add(metrics.PCIE_LINK_GENERATION.name, labels, float(generation))
-        width = call(gpu, "nvmlDeviceGetCurrPcieLinkWidth", pynvml.nvmlDeviceGetCurrPcieLinkWidth,
-                     handle)
+        width = call(
+            gpu, "nvmlDeviceGetCurrPcieLinkWidth", pynvml.nvmlDeviceGetCurrPcieLinkWidth, handle
+        )
         if width is not None:
             add(metrics.PCIE_LINK_WIDTH.name, labels, float(width))
         for link in gpu.nvlink_links:
-            state = call(gpu, f"nvmlDeviceGetNvLinkState:{link}", pynvml.nvmlDeviceGetNvLinkState,
-                         handle, link)
+            state = call(
+                gpu,
+                f"nvmlDeviceGetNvLinkState:{link}",
+                pynvml.nvmlDeviceGetNvLinkState,
+                handle,
+                link,
+            )
             if state is not None:
                 add(metrics.NVLINK_UP.name, (*labels, str(link)), 1.0 if state else 0.0)
         batch_specs = self._read_fields(gpu, out)
@@ -573,24 +654,36 @@ class NvmlSource:
                 add(metrics.PROCESSES.name, labels, float(processes))
 
     def _read_reasons(self, gpu: _Gpu, out: SampleBuilder) -> None:
-        reasons = self._call(gpu, "nvmlDeviceGetCurrentClocksEventReasons",
-                             pynvml.nvmlDeviceGetCurrentClocksEventReasons, gpu.handle)
+        reasons = self._call(
+            gpu,
+            "nvmlDeviceGetCurrentClocksEventReasons",
+            pynvml.nvmlDeviceGetCurrentClocksEventReasons,
+            gpu.handle,
+        )
         if reasons is None and "nvmlDeviceGetCurrentClocksEventReasons" in gpu.skip:
-            reasons = self._call(gpu, "nvmlDeviceGetCurrentClocksThrottleReasons",
-                                 pynvml.nvmlDeviceGetCurrentClocksThrottleReasons, gpu.handle)
+            reasons = self._call(
+                gpu,
+                "nvmlDeviceGetCurrentClocksThrottleReasons",
+                pynvml.nvmlDeviceGetCurrentClocksThrottleReasons,
+                gpu.handle,
+            )
         if reasons is None:
             return
         for bit, reason in gpu.supported_reasons:
-            out.add(metrics.CLOCK_EVENT_ACTIVE.name, (*gpu.labels, reason),
-                    1.0 if reasons & bit else 0.0)
+            out.add(
+                metrics.CLOCK_EVENT_ACTIVE.name,
+                (*gpu.labels, reason),
+                1.0 if reasons & bit else 0.0,
+            )
 
     def _read_fields(self, gpu: _Gpu, out: SampleBuilder) -> set[str]:
         """One nvmlDeviceGetFieldValues call for every batched field; returns the families read."""
         batch = gpu.batch
         if batch is None or self._field_values is None:
             return set()
-        ret = self._field_values(gpu.handle, ctypes.c_int32(len(batch.specs)),
-                                 ctypes.byref(batch.array))
+        ret = self._field_values(
+            gpu.handle, ctypes.c_int32(len(batch.specs)), ctypes.byref(batch.array)
+        )
         if ret != 0:
             self._failed(gpu, "nvmlDeviceGetFieldValues", pynvml.NVMLError(ret))
             return set()
@@ -610,42 +703,70 @@ class NvmlSource:
                 once = (gpu.index, key[0], code)
                 if once not in self._logged:
                     self._logged.add(once)
-                    log.warning("nvml_field_failed", gpu=gpu.index, field=spec.field_id,
-                                code=error_name(code))
+                    log.warning(
+                        "nvml_field_failed",
+                        gpu=gpu.index,
+                        field=spec.field_id,
+                        code=error_name(code),
+                    )
                 continue
             value = getattr(slot.value, _VALUE_MEMBERS[slot.valueType]) if slot.valueType < 7 else 0
             sample_labels = (*labels, *spec.extra_labels) if spec.extra_labels else labels
             out.add(spec.family, sample_labels, float(value) * spec.scale)
             seen.add(spec.family)
         if unsupported:  # a field stopped being supported: drop it from the next batches
-            kept = [spec for spec, slot in zip(batch.specs, batch.array, strict=True)
-                    if slot.nvmlReturn != _NOT_SUPPORTED]
+            kept = [
+                spec
+                for spec, slot in zip(batch.specs, batch.array, strict=True)
+                if slot.nvmlReturn != _NOT_SUPPORTED
+            ]
             gpu.batch = _FieldBatch.build(kept) if kept else None
         return seen
 
     def _read_pcie_throughput(self, gpu: _Gpu, out: SampleBuilder) -> None:
-        for counter, direction in ((pynvml.NVML_PCIE_UTIL_TX_BYTES, "transmit"),
-                                   (pynvml.NVML_PCIE_UTIL_RX_BYTES, "receive")):
-            kib = self._call(gpu, f"nvmlDeviceGetPcieThroughput:{direction}",
-                             pynvml.nvmlDeviceGetPcieThroughput, gpu.handle, counter)
+        for counter, direction in (
+            (pynvml.NVML_PCIE_UTIL_TX_BYTES, "transmit"),
+            (pynvml.NVML_PCIE_UTIL_RX_BYTES, "receive"),
+        ):
+            kib = self._call(
+                gpu,
+                f"nvmlDeviceGetPcieThroughput:{direction}",
+                pynvml.nvmlDeviceGetPcieThroughput,
+                gpu.handle,
+                counter,
+            )
             if kib is not None:
                 out.add(metrics.PCIE_THROUGHPUT.name, (*gpu.labels, direction), kib * 1024.0)
 
     def _count_processes(self, gpu: _Gpu, handle: Any, mig_uuid: str = "") -> int | None:
-        compute = self._call(gpu, "nvmlDeviceGetComputeRunningProcesses",
-                             pynvml.nvmlDeviceGetComputeRunningProcesses, handle)
-        graphics = self._call(gpu, "nvmlDeviceGetGraphicsRunningProcesses",
-                              pynvml.nvmlDeviceGetGraphicsRunningProcesses, handle)
+        compute = self._call(
+            gpu,
+            "nvmlDeviceGetComputeRunningProcesses",
+            pynvml.nvmlDeviceGetComputeRunningProcesses,
+            handle,
+        )
+        graphics = self._call(
+            gpu,
+            "nvmlDeviceGetGraphicsRunningProcesses",
+            pynvml.nvmlDeviceGetGraphicsRunningProcesses,
+            handle,
+        )
         if compute is None and graphics is None:
             return None
         if self.capture_processes:
             for kind, listed in (("compute", compute), ("graphics", graphics)):
                 for process in listed or ():
                     used = process.usedGpuMemory
-                    self._process_buffer.append(GpuProcess(
-                        gpu.index, gpu.labels[1], mig_uuid, int(process.pid),
-                        None if used is None else float(used), kind,
-                    ))
+                    self._process_buffer.append(
+                        GpuProcess(
+                            gpu.index,
+                            gpu.labels[1],
+                            mig_uuid,
+                            int(process.pid),
+                            None if used is None else float(used),
+                            kind,
+                        )
+                    )
         return len({process.pid for process in (compute or []) + (graphics or [])})
 
     def processes(self) -> tuple[GpuProcess, ...]:
@@ -656,11 +777,17 @@ class NvmlSource:
         add = out.add
         for mig in gpu.migs:
             labels = mig.labels
-            memory = self._call(gpu, "mig:nvmlDeviceGetMemoryInfo_v2",
-                                pynvml.nvmlDeviceGetMemoryInfo, mig.handle, pynvml.nvmlMemory_v2)
+            memory = self._call(
+                gpu,
+                "mig:nvmlDeviceGetMemoryInfo_v2",
+                pynvml.nvmlDeviceGetMemoryInfo,
+                mig.handle,
+                pynvml.nvmlMemory_v2,
+            )
             if memory is None and "mig:nvmlDeviceGetMemoryInfo_v2" in gpu.skip:
-                memory = self._call(gpu, "mig:nvmlDeviceGetMemoryInfo",
-                                    pynvml.nvmlDeviceGetMemoryInfo, mig.handle)
+                memory = self._call(
+                    gpu, "mig:nvmlDeviceGetMemoryInfo", pynvml.nvmlDeviceGetMemoryInfo, mig.handle
+                )
             if memory is not None:
                 add(metrics.MIG_MEMORY_TOTAL.name, labels, float(memory.total))
                 add(metrics.MIG_MEMORY_USED.name, labels, float(memory.used))
@@ -673,9 +800,160 @@ class NvmlSource:
 
 
 def _package_version() -> str:
-    from importlib import metadata
-
     try:
         return metadata.version("nvidia-ml-py")
     except metadata.PackageNotFoundError:
         return ""
+
+
+# =============================================================================================
+# NVML Xid event waiter (issue 3, Xid errors and lost GPUs; owner: the Xid work, docs/xid.md)
+# =============================================================================================
+
+XID_EVENT_WAIT_MS = 500  # bounds how long a stop request waits; events wake the wait at once
+XID_EVENT_RETRY_SECONDS = 5.0
+XidEventCallback = Callable[[str, int, int | None, int | None], object]
+HealthCallback = Callable[[bool, str], None]
+
+
+class NvmlXidEventWaiter:
+    """Waits for NVML XidCriticalError events on every physical GPU, in its own thread.
+
+    Why a second Xid source: the kernel log may not be readable (no CAP_SYSLOG, no /dev/kmsg
+    in the container), while NVML events need only the driver. NVML keeps no history, so this
+    source only sees Xids that happen while it runs; XidState pairs its reports with the kernel
+    log's so one Xid is counted once.
+
+    NVML_LOCK is held only to create, register and free the event set, never inside
+    nvmlEventSetWait: the wait would otherwise block every collection for its whole timeout.
+    The waiter initialises NVML itself (NVML reference-counts nvmlInit/nvmlShutdown), so it
+    does not depend on the poll thread's state.
+    """
+
+    name = "nvml_events"
+
+    def __init__(
+        self,
+        on_xid: XidEventCallback,
+        on_health: HealthCallback,
+        stop: threading.Event,
+        library_path: str | None = None,
+        wait_ms: int = XID_EVENT_WAIT_MS,
+    ) -> None:
+        self._on_xid = on_xid
+        self._on_health = on_health
+        self._stop = stop
+        self._library_path = library_path
+        self._wait_ms = wait_ms
+        self._event_set: Any = None
+        self._initialised = False
+        self._devices: dict[int, str] = {}  # handle address -> PCI bus id
+        self._reregister = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="nvml-events", daemon=True)
+        self.registered = 0
+        self.events = 0
+
+    def start(self) -> None:
+        """Start the waiter thread."""
+        self._thread.start()
+
+    def join(self, timeout: float) -> bool:
+        """Wait for the thread to end; False if it is still inside a call."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def request_reregister(self) -> None:
+        """GPUs appeared or disappeared: build the event set again."""
+        self._reregister.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._open()
+            except pynvml.NVMLError as err:
+                self._on_health(False, f"event set unavailable: {error_name(err.value)}")
+                self._close()
+                self._stop.wait(XID_EVENT_RETRY_SECONDS)
+                continue
+            except Exception as err:  # a thread never dies on a bad call
+                self._on_health(False, f"event set unavailable: {err}")
+                self._close()
+                self._stop.wait(XID_EVENT_RETRY_SECONDS)
+                continue
+            if not self.registered:
+                self._on_health(False, "no GPU supports Xid events")
+                self._close()
+                self._stop.wait(XID_EVENT_RETRY_SECONDS)
+                continue
+            self._on_health(True, "")
+            try:
+                self._wait_loop()
+            finally:
+                self._close()
+
+    def _open(self) -> None:
+        if self._library_path:
+            ctypes.CDLL(self._library_path, mode=ctypes.RTLD_GLOBAL)
+        self._reregister.clear()
+        with NVML_LOCK:
+            pynvml.nvmlInit()
+            self._initialised = True
+            self._event_set = pynvml.nvmlEventSetCreate()
+            self._devices = {}
+            self.registered = 0
+            for index in range(pynvml.nvmlDeviceGetCount()):
+                try:
+                    handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+                    pci = _text(pynvml.nvmlDeviceGetPciInfo(handle).busId)
+                    pynvml.nvmlDeviceRegisterEvents(
+                        handle, pynvml.nvmlEventTypeXidCriticalError, self._event_set
+                    )
+                except pynvml.NVMLError as err:
+                    log.info("xid_events_not_registered", gpu=index, code=error_name(err.value))
+                    continue
+                address = ctypes.cast(handle, ctypes.c_void_p).value or 0
+                self._devices[address] = pci
+                self.registered += 1
+        log.info("xid_events_registered", gpus=self.registered)
+
+    def _wait_loop(self) -> None:
+        while not self._stop.is_set() and not self._reregister.is_set():
+            try:
+                data = pynvml.nvmlEventSetWait_v2(self._event_set, self._wait_ms)
+            except pynvml.NVMLError as err:
+                if err.value == pynvml.NVML_ERROR_TIMEOUT:
+                    continue
+                self._on_health(False, f"nvmlEventSetWait failed: {error_name(err.value)}")
+                self._stop.wait(XID_EVENT_RETRY_SECONDS)
+                return
+            try:
+                self._deliver(data)
+            except Exception as err:  # one bad event never stops the waiter
+                log.warning("xid_event_failed", error=str(err))
+
+    def _deliver(self, data: pynvml.c_nvmlEventData_t) -> None:
+        if not data.eventType & pynvml.nvmlEventTypeXidCriticalError:
+            return
+        self.events += 1
+        address = ctypes.cast(data.device, ctypes.c_void_p).value or 0
+        pci = self._devices.get(address, "")
+        gpu_instance = None if data.gpuInstanceId == _NOT_AVAILABLE else int(data.gpuInstanceId)
+        compute_instance = (
+            None if data.computeInstanceId == _NOT_AVAILABLE else int(data.computeInstanceId)
+        )
+        self._on_xid(pci, int(data.eventData), gpu_instance, compute_instance)
+
+    def _close(self) -> None:
+        with NVML_LOCK:
+            if self._event_set is not None:
+                try:
+                    pynvml.nvmlEventSetFree(self._event_set)
+                except pynvml.NVMLError as err:
+                    log.info("xid_event_set_free_failed", code=error_name(err.value))
+                self._event_set = None
+            if self._initialised:
+                self._initialised = False
+                try:
+                    pynvml.nvmlShutdown()
+                except pynvml.NVMLError as err:
+                    log.info("xid_events_shutdown_failed", code=error_name(err.value))

@@ -92,7 +92,12 @@ CLOCK_EVENT_REASONS: tuple[tuple[int, str], ...] = (
 )
 
 # nvmlClockType_t values and their label.
-CLOCK_DOMAINS: tuple[tuple[int, str], ...] = ((0, "graphics"), (1, "sm"), (2, "memory"), (3, "video"))
+CLOCK_DOMAINS: tuple[tuple[int, str], ...] = (
+    (0, "graphics"),
+    (1, "sm"),
+    (2, "memory"),
+    (3, "video"),
+)
 
 # nvmlTemperatureThresholds_t values and their label.
 TEMPERATURE_THRESHOLDS: tuple[tuple[int, str], ...] = (

@@ -60,7 +60,7 @@ InitialScan = Callable[[], Iterable[PciEvent]]
 
 def pyudev_scan() -> Iterable[PciEvent]:
     """The PCI devices present now, from udev's database."""
-    import pyudev  # noqa: PLC0415 - imported only when udev is used
+    import pyudev
 
     context = pyudev.Context()
     for device in context.list_devices(subsystem="pci"):
@@ -72,7 +72,7 @@ def pyudev_scan() -> Iterable[PciEvent]:
 
 def pyudev_events(stop: threading.Event) -> Iterator[PciEvent | None]:
     """PCI uevents from a netlink monitor; None on each poll timeout (lets the loop stop)."""
-    import pyudev  # noqa: PLC0415 - imported only when udev is used
+    import pyudev
 
     monitor = pyudev.Monitor.from_netlink(pyudev.Context())
     monitor.filter_by(subsystem="pci")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import subprocess  # noqa: TID251 - tests run the build CLI and fresh interpreters
+import subprocess
 import sys
 from pathlib import Path
 

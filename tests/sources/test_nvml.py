@@ -115,7 +115,9 @@ def test_counters_grow_with_time(open_source: Factory, control: FakeNvmlControl)
     assert all(second[gpu] > first[gpu] for gpu in first)
 
 
-def test_not_supported_field_is_omitted_not_zero(open_source: Factory, control: FakeNvmlControl) -> None:
+def test_not_supported_field_is_omitted_not_zero(
+    open_source: Factory, control: FakeNvmlControl
+) -> None:
     source = open_source("a100-mig")
     assert "0" in per_gpu(source.collect(), metrics.ENERGY)
     control.set_fault("field:83", 0, NOT_SUPPORTED)
@@ -164,7 +166,9 @@ def test_lost_gpu_keeps_identity_with_up_0_and_recovers(
     assert "3" in per_gpu(samples, metrics.POWER_USAGE)
 
 
-def test_lost_mig_gpu_recovers_its_mig_devices(open_source: Factory, control: FakeNvmlControl) -> None:
+def test_lost_mig_gpu_recovers_its_mig_devices(
+    open_source: Factory, control: FakeNvmlControl
+) -> None:
     source = open_source("a100-mig")
     source.collect()
     control.set_gpu_lost(7, True)
@@ -176,7 +180,10 @@ def test_lost_mig_gpu_recovers_its_mig_devices(open_source: Factory, control: Fa
 
 
 def test_init_failure_raises_source_unavailable(
-    open_source: Factory, control: FakeNvmlControl, tmp_path: object, monkeypatch: pytest.MonkeyPatch
+    open_source: Factory,
+    control: FakeNvmlControl,
+    tmp_path: object,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("FAKE_NVML_SCENARIO", "/nonexistent/scenario.scn")
     source = NvmlSource()
@@ -184,7 +191,9 @@ def test_init_failure_raises_source_unavailable(
         source.open()
 
 
-def test_slow_call_delays_only_the_collection(open_source: Factory, control: FakeNvmlControl) -> None:
+def test_slow_call_delays_only_the_collection(
+    open_source: Factory, control: FakeNvmlControl
+) -> None:
     source = open_source("t4")
     control.set_fault("nvmlDeviceGetPowerUsage", 0, 0, 300)
     started = time.monotonic()

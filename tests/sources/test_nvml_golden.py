@@ -31,7 +31,10 @@ def test_exposition_matches_golden_file(open_source: Callable[..., NvmlSource]) 
 def test_golden_file_passes_promtool() -> None:
     promtool = require_tool("promtool")
     result = subprocess.run(
-        [promtool, "check", "metrics"], input=GOLDEN.read_text(), capture_output=True, text=True,
+        [promtool, "check", "metrics"],
+        input=GOLDEN.read_text(),
+        capture_output=True,
+        text=True,
         timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
