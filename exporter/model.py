@@ -38,6 +38,10 @@ class SampleBuilder:
                 bucket = self._samples[family] = []
             bucket.extend(samples)
 
+    def merge(self, other: SampleBuilder) -> None:
+        """Append every sample another builder collected (a GPU's reading, once complete)."""
+        self.extend(other._samples)
+
     def freeze(self) -> dict[str, tuple[Sample, ...]]:
         """Return an immutable copy: the publisher may render it from another thread."""
         return {family: tuple(samples) for family, samples in self._samples.items()}

@@ -44,6 +44,27 @@ def _label_prefixes(family: Family) -> tuple[str, ...]:
     return tuple(f'{name}="' for name in family.labels)
 
 
+# Series text ("name{a="x",b="y"} ") by (sample name, label values): the same series come back
+# every collection, so each one is formatted once. Cleared when it grows past the bound, so
+# churning label values (pods, processes) cannot grow it without limit.
+_SERIES_CACHE: dict[tuple[str, tuple[str, ...]], str] = {}
+SERIES_CACHE_LIMIT = 200_000
+
+
+def _series_text(sample_name: str, prefixes: tuple[str, ...], labels: tuple[str, ...]) -> str:
+    key = (sample_name, labels)
+    text = _SERIES_CACHE.get(key)
+    if text is None:
+        if len(_SERIES_CACHE) >= SERIES_CACHE_LIMIT:
+            _SERIES_CACHE.clear()
+        pairs = ",".join(
+            prefix + escape_label_value(label) + '"'
+            for prefix, label in zip(prefixes, labels, strict=True)
+        )
+        text = _SERIES_CACHE[key] = f"{sample_name}{{{pairs}}} " if prefixes else f"{sample_name} "
+    return text
+
+
 def _render_family(
     family: Family, samples: Iterable[Sample], openmetrics: bool, out: list[str]
 ) -> None:
@@ -52,15 +73,11 @@ def _render_family(
     out.append(f"# TYPE {name} {family.kind}\n")
     sample_name = family.name
     prefixes = _label_prefixes(family)
+    append = out.append
     for labels, value in samples:
-        if prefixes:
-            pairs = ",".join(
-                prefix + escape_label_value(label) + '"'
-                for prefix, label in zip(prefixes, labels, strict=True)
-            )
-            out.append(f"{sample_name}{{{pairs}}} {format_value(value)}\n")
-        else:
-            out.append(f"{sample_name} {format_value(value)}\n")
+        append(_series_text(sample_name, prefixes, labels))
+        append(format_value(value))
+        append("\n")
 
 
 def render(parts: Sequence[SampleMap], openmetrics: bool = False, tail: str = "") -> str:

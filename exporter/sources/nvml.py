@@ -16,9 +16,10 @@ Error policy, per value:
 from __future__ import annotations
 
 import ctypes
+import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -59,8 +60,6 @@ _BRANDS: dict[int, str] = {
     for name, value in vars(pynvml).items()
     if name.startswith("NVML_BRAND_") and name != "NVML_BRAND_COUNT" and isinstance(value, int)
 }
-# nvmlValue_t union member for each nvmlValueType_t.
-_VALUE_MEMBERS = ("dVal", "uiVal", "ulVal", "ullVal", "sllVal", "siVal", "usVal")
 
 
 def error_name(code: int) -> str:
@@ -74,18 +73,55 @@ class GpuLostError(Exception):
 
 @dataclass(slots=True)
 class _FieldBatch:
-    """A prebuilt ctypes array for one GPU's nvmlDeviceGetFieldValues call, reused every time."""
+    """A prebuilt ctypes array for one GPU's nvmlDeviceGetFieldValues call, reused every time.
+
+    Why decode with struct: pynvml's structures override __getattribute__, which made reading
+    ~40 entries per GPU the most expensive part of a collection. The layout is nvml.h's
+    nvmlFieldValue_t (40 bytes): fieldId, scopeId, timestamp, latencyUsec, valueType,
+    nvmlReturn, then the 8-byte value union.
+    """
 
     specs: list[fields.FieldSpec]
     array: Any
+    labels: list[LabelValues]
 
     @classmethod
-    def build(cls, specs: list[fields.FieldSpec]) -> _FieldBatch:
+    def build(cls, specs: list[fields.FieldSpec], gpu_labels: LabelValues = ()) -> _FieldBatch:
         array = (pynvml.c_nvmlFieldValue_t * len(specs))()
         for slot, spec in zip(array, specs, strict=True):
             slot.fieldId = spec.field_id
             slot.scopeId = spec.scope
-        return cls(specs, array)
+        labels = [(*gpu_labels, *spec.extra_labels) for spec in specs]
+        return cls(specs, array, labels)
+
+    def entries(self) -> Iterator[tuple[int, int, bytes]]:
+        """(nvmlReturn, valueType, raw value bytes) per entry, after a call filled the array."""
+        for _, _, _, _, value_type, code, raw in _FIELD_VALUE.iter_unpack(memoryview(self.array)):
+            yield code, value_type, raw
+
+
+_FIELD_VALUE = struct.Struct("=IIqqII8s")
+_DOUBLE = struct.Struct("=d")
+# nvmlValueType_t -> how many bytes of the union and whether signed (0 is a double).
+_INT_VALUE_TYPES: dict[int, tuple[int, bool]] = {
+    1: (4, False),  # unsigned int
+    2: (8, False),  # unsigned long (LP64)
+    3: (8, False),  # unsigned long long
+    4: (8, True),  # signed long long
+    5: (4, True),  # signed int
+    6: (2, False),  # unsigned short
+}
+
+
+def decode_field_value(value_type: int, raw: bytes) -> float | None:
+    """The number in an nvmlValue_t union, or None for a value type we do not know."""
+    if value_type == 0:
+        return float(_DOUBLE.unpack(raw)[0])
+    layout = _INT_VALUE_TYPES.get(value_type)
+    if layout is None:
+        return None
+    size, signed = layout
+    return float(int.from_bytes(raw[:size], "little", signed=signed))
 
 
 @dataclass(slots=True)
@@ -382,15 +418,17 @@ class NvmlSource:
         if probe and self._field_values is not None:
             batch = _FieldBatch.build(probe)
             self._field_values(gpu.handle, ctypes.c_int32(1), ctypes.byref(batch.array))
-            slot = batch.array[0]
-            if slot.nvmlReturn == 0:
-                link_count = int(getattr(slot.value, _VALUE_MEMBERS[slot.valueType]))
+            code, value_type, raw = next(batch.entries())
+            if code == 0:
+                link_count = int(decode_field_value(value_type, raw) or 0)
         candidates = list(fields.PER_GPU_FIELDS)
         if link_count > 0:
             candidates.extend(fields.NVLINK_FIELDS)
-            gpu.nvlink_links = tuple(range(link_count))
+            candidates.extend(fields.nvlink_state_fields(link_count))
         kept = self._probe_fields(gpu, candidates)
-        gpu.batch = _FieldBatch.build(kept) if kept else None
+        if link_count > 0 and not any(s.field_id == fields.NVLINK_GET_STATE for s in kept):
+            gpu.nvlink_links = tuple(range(link_count))  # per-link calls instead
+        gpu.batch = _FieldBatch.build(kept, gpu.labels) if kept else None
 
     def _describe_migs(self, gpu: _Gpu) -> list[_Mig]:
         count = self._call(
@@ -503,9 +541,12 @@ class NvmlSource:
             self._identity(gpu, out, up=False)
             return
         if was_lost:
+            # NVML answers again (a GPU reset or driver reload): a fallen-off-bus mark the Xid
+            # source set for this GPU is obsolete too.
+            self._marked_lost.discard(gpu.labels[1])
             log.info("gpu_recovered", gpu=gpu.index, uuid=gpu.labels[1])
         self._identity(gpu, out, up=True)
-        out.extend(reading.freeze())
+        out.merge(reading)
 
     def mark_lost(self, uuid: str, lost: bool = True) -> None:
         """Xid 79 or fallen-off-bus text for this GPU: report nvidia_gpu_up 0 until cleared.
@@ -688,40 +729,36 @@ class NvmlSource:
             self._failed(gpu, "nvmlDeviceGetFieldValues", pynvml.NVMLError(ret))
             return set()
         seen: set[str] = set()
-        unsupported = False
-        labels = gpu.labels
-        for spec, slot in zip(batch.specs, batch.array, strict=True):
-            code = slot.nvmlReturn
+        unsupported: list[int] = []
+        add = out.add
+        for position, (code, value_type, raw) in enumerate(batch.entries()):
+            spec = batch.specs[position]
             if code != 0:
                 if code in _LOST_CODES:
                     raise GpuLostError(error_name(code))
                 if code == _NOT_SUPPORTED:
-                    unsupported = True
+                    unsupported.append(position)
                     continue
-                key = (f"nvmlDeviceGetFieldValues:{spec.field_id}", error_name(code))
-                self._errors[key] = self._errors.get(key, 0) + 1
-                once = (gpu.index, key[0], code)
-                if once not in self._logged:
-                    self._logged.add(once)
-                    log.warning(
-                        "nvml_field_failed",
-                        gpu=gpu.index,
-                        field=spec.field_id,
-                        code=error_name(code),
-                    )
+                self._field_failed(gpu, spec.field_id, code)
                 continue
-            value = getattr(slot.value, _VALUE_MEMBERS[slot.valueType]) if slot.valueType < 7 else 0
-            sample_labels = (*labels, *spec.extra_labels) if spec.extra_labels else labels
-            out.add(spec.family, sample_labels, float(value) * spec.scale)
+            value = decode_field_value(value_type, raw)
+            if value is None:
+                continue
+            add(spec.family, batch.labels[position], value * spec.scale)
             seen.add(spec.family)
         if unsupported:  # a field stopped being supported: drop it from the next batches
-            kept = [
-                spec
-                for spec, slot in zip(batch.specs, batch.array, strict=True)
-                if slot.nvmlReturn != _NOT_SUPPORTED
-            ]
-            gpu.batch = _FieldBatch.build(kept) if kept else None
+            dropped = set(unsupported)
+            kept = [spec for position, spec in enumerate(batch.specs) if position not in dropped]
+            gpu.batch = _FieldBatch.build(kept, gpu.labels) if kept else None
         return seen
+
+    def _field_failed(self, gpu: _Gpu, field_id: int, code: int) -> None:
+        key = (f"nvmlDeviceGetFieldValues:{field_id}", error_name(code))
+        self._errors[key] = self._errors.get(key, 0) + 1
+        once = (gpu.index, key[0], code)
+        if once not in self._logged:
+            self._logged.add(once)
+            log.warning("nvml_field_failed", gpu=gpu.index, field=field_id, code=error_name(code))
 
     def _read_pcie_throughput(self, gpu: _Gpu, out: SampleBuilder) -> None:
         for counter, direction in (

@@ -15,6 +15,7 @@ from exporter import metrics
 ALL_LINKS_SCOPE = 0xFFFFFFFF  # scopeId that asks NVLink throughput fields for the sum of all links
 NVLINK_LINK_COUNT = 91  # NVML_FI_DEV_NVLINK_LINK_COUNT, read once at enumeration
 ECC_CURRENT = 1  # NVML_FI_DEV_ECC_CURRENT
+NVLINK_GET_STATE = 165  # NVML_FI_DEV_NVLINK_GET_STATE, scopeId = link; 1 = active
 
 MILLI = 1e-3
 NANO = 1e-9
@@ -75,6 +76,15 @@ NVLINK_FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec(138, metrics.NVLINK_TX_BYTES.name, scale=KIBI, scope=ALL_LINKS_SCOPE),
     FieldSpec(139, metrics.NVLINK_RX_BYTES.name, scale=KIBI, scope=ALL_LINKS_SCOPE),
 )
+
+
+def nvlink_state_fields(link_count: int) -> tuple[FieldSpec, ...]:
+    """Per-link state in the batch; GPUs without field 165 fall back to nvmlDeviceGetNvLinkState."""
+    return tuple(
+        FieldSpec(NVLINK_GET_STATE, metrics.NVLINK_UP.name, (str(link),), scope=link)
+        for link in range(link_count)
+    )
+
 
 # Clock-event (throttle) reason bits, nvml.h nvmlClocksEventReason*.
 CLOCK_EVENT_REASONS: tuple[tuple[int, str], ...] = (
