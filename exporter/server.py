@@ -1,33 +1,63 @@
-"""The HTTP server: /metrics from memory, /healthz, /readyz and a landing page.
+"""The HTTP server: /metrics from memory, /healthz, /readyz and a landing page; TLS and auth.
 
-Why the standard library server: every answer is bytes already rendered by the publisher, so a
-request costs a header parse and a socket write; a thread per connection is enough at the
-scrape rates a node sees. Bounds against misbehaving clients: a cap on concurrent connections
-(extra ones get an immediate 503 and are closed), a socket timeout for slow or idle clients, a
-cap on request-line and header size, and only GET and HEAD.
+Why this shape (an event loop in front of a small worker pool) rather than a thread per
+connection: every answer is bytes the publisher already rendered, so a request costs a header
+parse and a socket write, and what can hurt a node exporter is not load but clients that hold
+resources while doing nothing: idle keep-alive connections, slow header senders, TLS handshakes
+that never finish, clients that never read. A thread per connection lets each of them pin a
+thread (and with a connection cap, lock out the real scraper). Here:
+
+- one loop thread ("http") owns every socket, non-blocking: it accepts, sniffs and finishes TLS
+  handshakes, reads request heads and writes responses. A connection that is idle, half-sent
+  or not reading costs a file descriptor and a buffer, never a thread;
+- only a complete request head goes to a worker (a fixed pool of `workers` threads), which
+  runs the handler and returns the response bytes; bcrypt checks that the verdict cache cannot
+  answer go to a separate pool of `auth_workers` with a bounded queue, so a flood of wrong
+  passwords cannot occupy the workers that serve /metrics;
+- bounds: `max_connections` open connections (at the cap the oldest connection that is not
+  being served is closed to make room, so thousands of idlers cannot lock out a scraper); a
+  deadline for the whole request head (`header_timeout`, not per recv: a byte a second does not
+  keep it alive), for the TLS handshake, for keep-alive idleness and for writing a response
+  (`send_timeout`, total); a cap on request-line and head size (414/431) and on header count;
+- threads are fixed (1 + workers + auth_workers); memory is bounded by max_connections times
+  max_head_bytes plus the responses being written, which share the rendered exposition bytes.
+
+Basic auth, when the web config names users, protects every path (as exporter-toolkit does):
+/healthz too, so a kubelet probe must use /healthz over a tcpSocket probe or send credentials.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
+import itertools
+import queue
+import selectors
 import socket
+import ssl
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import structlog
 
 from exporter import __version__
 from exporter.config import ListenAddress
 from exporter.publisher import Publisher
+from exporter.webconfig import AuthResult, WebConfigWatcher, parse_basic_auth, peer_sans
 
 log = structlog.get_logger(__name__)
 
-MAX_CONNECTIONS = 128
-SOCKET_TIMEOUT_SECONDS = 15.0
-MAX_REQUEST_LINE = 8192
 KNOWN_PATHS = ("/metrics", "/healthz", "/readyz", "/")
+MAX_REQUEST_LINE = 8192
+SEND_CHUNK = 256 * 1024
+TLS_HANDSHAKE_RECORD = 0x16
+REALM = "gpu-node-exporter"
 
 LANDING_PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>gpu-node-exporter</title></head>
@@ -39,6 +69,22 @@ LANDING_PAGE = """<!doctype html>
 <li><a href="/readyz">/readyz</a> - the first collection finished and NVML answers</li>
 </ul></body></html>
 """
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    """Every bound the server enforces (tests shorten the timeouts)."""
+
+    max_connections: int = 512
+    workers: int = 4
+    auth_workers: int = 1
+    auth_queue: int = 64
+    handshake_timeout: float = 10.0
+    header_timeout: float = 10.0
+    idle_timeout: float = 75.0
+    send_timeout: float = 10.0
+    max_request_line: int = MAX_REQUEST_LINE
+    max_head_bytes: int = 16384
 
 
 def _wants_openmetrics(accept: str) -> bool:
@@ -53,19 +99,114 @@ def _accepts_gzip(accept_encoding: str) -> bool:
     return False
 
 
+def _plain_response(status: HTTPStatus, body: str, extra: str = "") -> bytes:
+    """A complete response written by the loop itself (errors found before any handler)."""
+    payload = body.encode()
+    return (
+        f"HTTP/1.1 {status.value} {status.phrase}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        f"Content-Length: {len(payload)}\r\n{extra}Connection: close\r\n\r\n"
+    ).encode() + payload
+
+
+class _NeedsBcryptError(Exception):
+    """Raised on a fast worker when credentials need a bcrypt check: re-run on the auth pool."""
+
+
+class _Collector:
+    """The handler's wfile: collects the response so the loop can write it without blocking."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.chunks.append(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        """Nothing to flush: the loop thread writes the chunks."""
+
+
 class _Handler(BaseHTTPRequestHandler):
-    server: ExporterHTTPServer
+    """Runs on a worker over one complete request head; never touches the socket."""
+
+    server: ExporterHTTPServer  # type: ignore[assignment]
     protocol_version = "HTTP/1.1"
     server_version = "gpu-node-exporter"
     sys_version = ""
-    timeout = SOCKET_TIMEOUT_SECONDS
     # Answer malformed requests with a real status line, never an HTTP/0.9 headerless body.
     default_request_version = "HTTP/1.0"
     error_message_format = "%(code)d %(message)s\n"
     error_content_type = "text/plain; charset=utf-8"
 
+    @classmethod
+    def run(
+        cls, server: ExporterHTTPServer, head: bytes, client: tuple[str, int], slow_ok: bool
+    ) -> tuple[list[bytes], bool]:
+        """Answer one request; returns the response chunks and whether to close."""
+        handler = cls.__new__(cls)
+        handler.server = server
+        handler.client_address = client
+        handler.rfile = io.BytesIO(head)
+        collector = _Collector()
+        handler.wfile = collector  # type: ignore[assignment]
+        handler.close_connection = True
+        handler.slow_ok = slow_ok
+        active = server.web.active if server.web is not None else None
+        handler.extra_headers = active.config.headers if active is not None else ()
+        handler.handle_one_request()
+        return collector.chunks, handler.close_connection
+
+    slow_ok: bool
+    extra_headers: tuple[tuple[str, str], ...]
+
     def log_message(self, format: str, *args: object) -> None:
         """Access logs are off: scrapes every few seconds would drown the useful events."""
+
+    def end_headers(self) -> None:
+        """Add the web config's security headers to every response."""
+        for name, value in self.extra_headers:
+            self.send_header(name, value)
+        super().end_headers()
+
+    def parse_request(self) -> bool:
+        """Parse, then enforce basic auth on every path and method (as exporter-toolkit)."""
+        if not super().parse_request():
+            return False
+        if (
+            self.command not in ("GET", "HEAD")
+            or self.headers.get("Transfer-Encoding")
+            or (self.headers.get("Content-Length", "0").strip() not in ("", "0"))
+        ):
+            self.close_connection = True  # a body we do not read must not become a request
+        return self._authorized()
+
+    def _authorized(self) -> bool:
+        web = self.server.web
+        if web is None:
+            return True
+        active = web.active
+        if not active.config.auth_required:
+            return True
+        credentials = parse_basic_auth(self.headers.get("Authorization"))
+        if credentials is not None:
+            verdict = active.authenticator.cached(*credentials)
+            if verdict is AuthResult.NEEDS_BCRYPT:
+                if not self.slow_ok:
+                    raise _NeedsBcryptError
+                verdict = (
+                    AuthResult.ALLOW
+                    if active.authenticator.verify(*credentials)
+                    else AuthResult.DENY
+                )
+            if verdict is AuthResult.ALLOW:
+                return True
+        self._send(
+            HTTPStatus.UNAUTHORIZED,
+            b"Unauthorized\n",
+            "text/plain; charset=utf-8",
+            {"WWW-Authenticate": f'Basic realm="{REALM}", charset="UTF-8"'},
+        )
+        return False
 
     def _send(
         self, status: int, body: bytes, content_type: str, extra: dict[str, str] | None = None
@@ -108,7 +249,7 @@ class _Handler(BaseHTTPRequestHandler):
             {"Allow": "GET, HEAD"},
         )
 
-    # Every other method gets 405 (stdlib naming, hence noqa).
+    # Every other standard method gets 405 (stdlib naming, hence noqa); unknown ones get 501.
     do_POST = do_PUT = do_DELETE = do_PATCH = _not_allowed  # noqa: N815
     do_OPTIONS = do_TRACE = do_CONNECT = _not_allowed  # noqa: N815
 
@@ -124,59 +265,449 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.OK, exposition.body, exposition.content_type, headers)
 
 
-class ExporterHTTPServer(ThreadingHTTPServer):
-    """A threading server with a connection cap; readiness comes from a callback."""
+class _State(Enum):
+    SNIFF = "sniff"  # TLS port, waiting for the first byte (handshake or plain HTTP?)
+    HANDSHAKE = "handshake"
+    READ = "read"  # waiting for (the rest of) a request head
+    BUSY = "busy"  # a worker has the request
+    WRITE = "write"
 
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
+
+@dataclass(eq=False, slots=True)
+class _Conn:
+    ident: int
+    sock: socket.socket
+    client: tuple[str, int]
+    state: _State
+    deadline: float
+    since: float
+    context: ssl.SSLContext | None = None
+    allowed_sans: tuple[str, ...] = ()
+    buffer: bytearray = field(default_factory=bytearray)
+    out: deque[memoryview] = field(default_factory=deque)
+    close_after: bool = False
+    events: int = 0
+
+
+_Job = tuple[int, bytes, tuple[str, int]]
+
+
+def _find_head_end(buffer: bytearray) -> int:
+    """Index just past the blank line that ends a request head, or -1."""
+    ends = [i for i in (buffer.find(b"\r\n\r\n"), buffer.find(b"\n\n")) if i >= 0]
+    if not ends:
+        return -1
+    first = min(ends)
+    return first + (4 if buffer[first : first + 4] == b"\r\n\r\n" else 2)
+
+
+class ExporterHTTPServer:
+    """The exporter's HTTP(S) server: `serve_forever()` in a thread, `shutdown()` to stop."""
 
     def __init__(
         self,
         listen: ListenAddress,
         publisher: Publisher,
         readiness: Callable[[], tuple[bool, str]],
+        web: WebConfigWatcher | None = None,
+        limits: ServerLimits | None = None,
     ) -> None:
         self.publisher = publisher
         self.readiness = readiness
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self.web = web
+        self.limits = limits or ServerLimits()
         host = listen.host
+        family = socket.AF_INET
         if host == "" and socket.has_ipv6:
-            self.address_family = socket.AF_INET6
-            host = "::"
+            family, host = socket.AF_INET6, "::"
         elif ":" in host:
-            self.address_family = socket.AF_INET6
-        super().__init__((host, listen.port), _Handler, bind_and_activate=False)
-        if self.address_family == socket.AF_INET6 and host == "::":
-            with contextlib.suppress(OSError):  # kernels without dual stack keep IPv6 only
-                self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            family = socket.AF_INET6
+        elif host == "":
+            host = "0.0.0.0"  # noqa: S104 - every interface is the documented default
+        self.socket = socket.socket(family, socket.SOCK_STREAM)
         try:
-            self.server_bind()
-            self.server_activate()
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6 and host == "::":
+                with contextlib.suppress(OSError):  # kernels without dual stack keep IPv6 only
+                    self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            self.socket.bind((host, listen.port))
+            self.socket.listen(1024)
+            self.socket.setblocking(False)
         except OSError:
-            self.server_close()
+            self.socket.close()
             raise
+        self.server_address = self.socket.getsockname()
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._conns: dict[int, _Conn] = {}
+        self._ids = itertools.count(1)
+        self._done: deque[tuple[int, list[bytes], bool]] = deque()
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._auth_jobs: queue.Queue[_Job | None] = queue.Queue(self.limits.auth_queue)
+        self._threads: list[threading.Thread] = []
+        self._stop = False
+        self._stopped = threading.Event()
+        self._stopped.set()
+        self.evictions = 0
+        self.refused = 0
+        self.timeouts = 0
 
     @property
     def port(self) -> int:
         """The bound port (useful with port 0 in tests)."""
         return int(self.server_address[1])
 
-    def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
-        """Refuse connections over the cap at once instead of queueing unbounded threads."""
-        if not self._slots.acquire(blocking=False):
-            with contextlib.suppress(OSError):
-                request.sendall(
-                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
-                    b"Connection: close\r\n\r\n"
-                )
-            self.shutdown_request(request)
-            return
-        super().process_request(request, client_address)
+    @property
+    def connection_count(self) -> int:
+        """Open client connections (for tests and benchmarks)."""
+        return len(self._conns)
 
-    def process_request_thread(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
-        """Release the connection slot however the request ends."""
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def serve_forever(self, poll_interval: float = 0.25) -> None:
+        """Run the loop in this thread until `shutdown()`; starts and stops the workers."""
+        self._stopped.clear()
+        self._stop = False
+        self._threads = [
+            threading.Thread(target=self._work, args=(self._jobs, False), name=f"http-worker-{n}")
+            for n in range(self.limits.workers)
+        ] + [
+            threading.Thread(target=self._work, args=(self._auth_jobs, True), name=f"http-auth-{n}")
+            for n in range(self.limits.auth_workers)
+        ]
+        for thread in self._threads:
+            thread.daemon = True
+            thread.start()
+        self._selector.register(self.socket, selectors.EVENT_READ, None)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        tick = min(max(poll_interval, 0.01), 0.25)
+        next_sweep = time.monotonic() + tick
         try:
-            super().process_request_thread(request, client_address)
+            while not self._stop:
+                for key, mask in self._selector.select(tick):
+                    try:
+                        self._dispatch_event(key, mask)
+                    except Exception as err:  # one bad connection never stops the loop
+                        log.warning("http_event_error", error=repr(err))
+                        if isinstance(key.data, _Conn):
+                            self._close(key.data)
+                self._drain_done()
+                now = time.monotonic()
+                if now >= next_sweep:
+                    self._sweep(now)
+                    next_sweep = now + tick
         finally:
-            self._slots.release()
+            for _ in range(self.limits.workers):
+                self._jobs.put(None)
+            for _ in range(self.limits.auth_workers):
+                with contextlib.suppress(queue.Full):
+                    self._auth_jobs.put_nowait(None)
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(self.socket)
+                self._selector.unregister(self._wake_r)
+            self._stopped.set()
+
+    def shutdown(self) -> None:
+        """Stop the loop and wait (up to 2 s) for it to leave."""
+        self._stop = True
+        self._wake()
+        self._stopped.wait(2.0)
+
+    def server_close(self) -> None:
+        """Close the listening socket and every connection."""
+        for conn in list(self._conns.values()):
+            self._close(conn)
+        with contextlib.suppress(OSError):
+            self.socket.close()
+        for sock in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                sock.close()
+        with contextlib.suppress(Exception):
+            self._selector.close()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"\0")
+
+    # -- workers --------------------------------------------------------------------------
+
+    def _work(
+        self, jobs: queue.Queue[_Job | None] | queue.SimpleQueue[_Job | None], slow: bool
+    ) -> None:
+        while True:
+            job = jobs.get()
+            if job is None:
+                return
+            ident, head, client = job
+            try:
+                chunks, close = _Handler.run(self, head, client, slow_ok=slow)
+            except _NeedsBcryptError:
+                try:
+                    self._auth_jobs.put_nowait(job)
+                    continue
+                except queue.Full:
+                    busy = "authentication backlog full, retry\n"
+                    chunks = [
+                        _plain_response(HTTPStatus.SERVICE_UNAVAILABLE, busy, "Retry-After: 1\r\n")
+                    ]
+                    close = True
+            except Exception as err:  # a handler bug answers 500, never kills the worker
+                log.error("http_handler_error", error=repr(err))
+                chunks = [_plain_response(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error\n")]
+                close = True
+            self._done.append((ident, chunks, close))
+            self._wake()
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def _dispatch_event(self, key: selectors.SelectorKey, mask: int) -> None:
+        if key.fileobj is self.socket:
+            self._accept()
+        elif key.fileobj is self._wake_r:
+            with contextlib.suppress(OSError):
+                while self._wake_r.recv(4096):
+                    pass
+        else:
+            conn: _Conn = key.data
+            if conn.state is _State.SNIFF:
+                self._sniff(conn)
+            elif conn.state is _State.HANDSHAKE:
+                self._handshake(conn)
+            elif conn.state is _State.READ:
+                self._read(conn)
+            elif conn.state is _State.WRITE:
+                self._write(conn)
+
+    def _watch(self, conn: _Conn, events: int) -> None:
+        if events == conn.events:
+            return
+        if conn.events == 0:
+            self._selector.register(conn.sock, events, conn)
+        elif events == 0:
+            self._selector.unregister(conn.sock)
+        else:
+            self._selector.modify(conn.sock, events, conn)
+        conn.events = events
+
+    def _accept(self) -> None:
+        for _ in range(64):
+            try:
+                sock, client = self.socket.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as err:  # EMFILE and friends: back off until the next event
+                log.warning("http_accept_failed", error=str(err))
+                return
+            sock.setblocking(False)
+            if len(self._conns) >= self.limits.max_connections and not self._evict_one():
+                self.refused += 1
+                with contextlib.suppress(OSError):
+                    sock.send(_plain_response(HTTPStatus.SERVICE_UNAVAILABLE, "busy\n"))
+                sock.close()
+                continue
+            now = time.monotonic()
+            context = None
+            sans: tuple[str, ...] = ()
+            if self.web is not None:
+                config = self.web.active.config
+                context = config.ssl_context
+                sans = config.tls.client_allowed_sans if config.tls else ()
+            conn = _Conn(
+                ident=next(self._ids),
+                sock=sock,
+                client=(str(client[0]), int(client[1])),
+                state=_State.SNIFF if context is not None else _State.READ,
+                deadline=now
+                + (self.limits.handshake_timeout if context else self.limits.header_timeout),
+                since=now,
+                context=context,
+                allowed_sans=sans,
+            )
+            self._conns[conn.ident] = conn
+            self._watch(conn, selectors.EVENT_READ)
+
+    def _evict_one(self) -> bool:
+        """At the cap, close the oldest connection nobody is serving (idle or still sending)."""
+        waiting = (c for c in self._conns.values() if c.state not in (_State.BUSY, _State.WRITE))
+        oldest = min(waiting, key=lambda c: c.since, default=None)
+        if oldest is None:
+            return False
+        self.evictions += 1
+        self._close(oldest)
+        return True
+
+    def _close(self, conn: _Conn) -> None:
+        self._conns.pop(conn.ident, None)
+        if conn.events:
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self._selector.unregister(conn.sock)
+            conn.events = 0
+        with contextlib.suppress(OSError):
+            conn.sock.close()
+        conn.buffer = bytearray()
+        conn.out.clear()
+
+    def _sniff(self, conn: _Conn) -> None:
+        try:
+            first = conn.sock.recv(1, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._close(conn)
+            return
+        if not first:
+            self._close(conn)
+            return
+        if first[0] != TLS_HANDSHAKE_RECORD:
+            # Plain HTTP on the TLS port: say so in plain text, as Go's server does.
+            self._respond_and_close(
+                conn,
+                _plain_response(
+                    HTTPStatus.BAD_REQUEST, "Client sent an HTTP request to an HTTPS server.\n"
+                ),
+            )
+            return
+        assert conn.context is not None
+        self._watch(conn, 0)
+        try:
+            conn.sock = conn.context.wrap_socket(
+                conn.sock, server_side=True, do_handshake_on_connect=False
+            )
+        except (ssl.SSLError, OSError):
+            self._close(conn)
+            return
+        conn.state = _State.HANDSHAKE
+        self._handshake(conn)
+
+    def _handshake(self, conn: _Conn) -> None:
+        sock = conn.sock
+        assert isinstance(sock, ssl.SSLSocket)
+        try:
+            sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self._watch(conn, selectors.EVENT_READ)
+            return
+        except ssl.SSLWantWriteError:
+            self._watch(conn, selectors.EVENT_WRITE)
+            return
+        except (ssl.SSLError, OSError) as err:
+            log.debug("tls_handshake_failed", client=conn.client[0], error=str(err))
+            self._close(conn)
+            return
+        if conn.allowed_sans and not set(peer_sans(sock.getpeercert())) & set(conn.allowed_sans):
+            log.info("tls_client_san_refused", client=conn.client[0])
+            self._close(conn)
+            return
+        now = time.monotonic()
+        conn.state, conn.since, conn.deadline = _State.READ, now, now + self.limits.header_timeout
+        self._watch(conn, selectors.EVENT_READ)
+        self._read(conn)
+
+    def _read(self, conn: _Conn) -> None:
+        limits = self.limits
+        while True:
+            if self._take_head(conn):
+                return
+            if len(conn.buffer) >= limits.max_head_bytes:
+                self._reject_head(conn)
+                return
+            try:
+                chunk = conn.sock.recv(limits.max_head_bytes - len(conn.buffer))
+            except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
+                return
+            except ssl.SSLWantWriteError:
+                return
+            except OSError:
+                self._close(conn)
+                return
+            if not chunk:
+                self._close(conn)
+                return
+            if not conn.buffer:  # first byte of a request: the head deadline starts now
+                conn.deadline = min(conn.deadline, time.monotonic() + limits.header_timeout)
+            conn.buffer += chunk
+
+    def _take_head(self, conn: _Conn) -> bool:
+        """If the buffer holds a complete head, hand it to a worker; True when dispatched."""
+        end = _find_head_end(conn.buffer)
+        if end < 0:
+            line_limit = self.limits.max_request_line
+            if len(conn.buffer) >= line_limit and b"\n" not in conn.buffer[:line_limit]:
+                self._reject_head(conn)
+                return True
+            return False
+        line_end = conn.buffer.find(b"\n")
+        if line_end > self.limits.max_request_line:
+            self._reject_head(conn)
+            return True
+        head = bytes(conn.buffer[:end])
+        del conn.buffer[:end]
+        conn.state = _State.BUSY
+        self._watch(conn, 0)
+        self._jobs.put((conn.ident, head, conn.client))
+        return True
+
+    def _reject_head(self, conn: _Conn) -> None:
+        line_end = conn.buffer.find(b"\n")
+        if line_end < 0 or line_end > self.limits.max_request_line:
+            status, text = HTTPStatus.REQUEST_URI_TOO_LONG, "request line too long\n"
+        else:
+            status, text = HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too large\n"
+        self._respond_and_close(conn, _plain_response(status, text))
+
+    def _respond_and_close(self, conn: _Conn, payload: bytes) -> None:
+        conn.buffer = bytearray()
+        self._start_write(conn, [payload], close=True)
+
+    def _drain_done(self) -> None:
+        while self._done:
+            ident, chunks, close = self._done.popleft()
+            conn = self._conns.get(ident)
+            if conn is not None:
+                self._start_write(conn, chunks, close)
+
+    def _start_write(self, conn: _Conn, chunks: list[bytes], close: bool) -> None:
+        now = time.monotonic()
+        conn.state, conn.since, conn.deadline = _State.WRITE, now, now + self.limits.send_timeout
+        conn.out.extend(memoryview(chunk) for chunk in chunks if chunk)
+        conn.close_after = close
+        self._watch(conn, selectors.EVENT_WRITE)
+        self._write(conn)
+
+    def _write(self, conn: _Conn) -> None:
+        while conn.out:
+            view = conn.out[0]
+            try:
+                sent = conn.sock.send(view[:SEND_CHUNK])
+            except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError):
+                return
+            except ssl.SSLWantReadError:
+                return
+            except OSError:
+                self._close(conn)
+                return
+            if sent >= len(view):
+                conn.out.popleft()
+            else:
+                conn.out[0] = view[sent:]
+        if conn.close_after:
+            self._close(conn)
+            return
+        now = time.monotonic()
+        conn.state, conn.since, conn.deadline = _State.READ, now, now + self.limits.idle_timeout
+        self._watch(conn, selectors.EVENT_READ)
+        self._read(conn)  # a pipelined request may already be buffered
+
+    def _sweep(self, now: float) -> None:
+        for conn in list(self._conns.values()):
+            if conn.state is _State.BUSY or now < conn.deadline:
+                continue
+            self.timeouts += 1
+            if conn.state is _State.READ and conn.buffer:
+                with contextlib.suppress(OSError, ssl.SSLError):
+                    conn.sock.send(
+                        _plain_response(HTTPStatus.REQUEST_TIMEOUT, "request head too slow\n")
+                    )
+            self._close(conn)
