@@ -43,7 +43,9 @@ class XidService:
                 self.state.observe_nvml, self._events_health, stop, library_path=library_path
             )
         self.udev: UdevWatcher | None = None
-        if config.udev:
+        # A simulated node has no PCI devices to watch: the host's bus would show zero GPUs
+        # next to the fake driver's eight and look like missing GPUs.
+        if config.udev and config.simulate is None:
             self.udev = UdevWatcher(
                 publisher, stop, on_change=self._pci_changed, on_added=self.state.clear_fallen
             )
