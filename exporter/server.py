@@ -76,7 +76,7 @@ class ServerLimits:
     """Every bound the server enforces (tests shorten the timeouts)."""
 
     max_connections: int = 512
-    workers: int = 4
+    workers: int = 2
     auth_workers: int = 1
     auth_queue: int = 64
     handshake_timeout: float = 10.0
@@ -343,6 +343,7 @@ class ExporterHTTPServer:
         self._wake_w.setblocking(False)
         self._conns: dict[int, _Conn] = {}
         self._ids = itertools.count(1)
+        self._evict_candidates: deque[_Conn] = deque()
         self._done: deque[tuple[int, list[bytes], bool]] = deque()
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._auth_jobs: queue.Queue[_Job | None] = queue.Queue(self.limits.auth_queue)
@@ -440,24 +441,29 @@ class ExporterHTTPServer:
             job = jobs.get()
             if job is None:
                 return
-            ident, head, client = job
+            self._answer(job, slow)
+
+    def _answer(self, job: _Job, slow: bool, wake: bool = True) -> None:
+        """Run the handler for one request head and queue the response for the loop."""
+        ident, head, client = job
+        try:
+            chunks, close = _Handler.run(self, head, client, slow_ok=slow)
+        except _NeedsBcryptError:
             try:
-                chunks, close = _Handler.run(self, head, client, slow_ok=slow)
-            except _NeedsBcryptError:
-                try:
-                    self._auth_jobs.put_nowait(job)
-                    continue
-                except queue.Full:
-                    busy = "authentication backlog full, retry\n"
-                    chunks = [
-                        _plain_response(HTTPStatus.SERVICE_UNAVAILABLE, busy, "Retry-After: 1\r\n")
-                    ]
-                    close = True
-            except Exception as err:  # a handler bug answers 500, never kills the worker
-                log.error("http_handler_error", error=repr(err))
-                chunks = [_plain_response(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error\n")]
+                self._auth_jobs.put_nowait(job)
+                return
+            except queue.Full:
+                busy = "authentication backlog full, retry\n"
+                chunks = [
+                    _plain_response(HTTPStatus.SERVICE_UNAVAILABLE, busy, "Retry-After: 1\r\n")
+                ]
                 close = True
-            self._done.append((ident, chunks, close))
+        except Exception as err:  # a handler bug answers 500, never kills the worker
+            log.error("http_handler_error", error=repr(err))
+            chunks = [_plain_response(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error\n")]
+            close = True
+        self._done.append((ident, chunks, close))
+        if wake:
             self._wake()
 
     # -- the loop ---------------------------------------------------------------------------
@@ -529,14 +535,24 @@ class ExporterHTTPServer:
             self._watch(conn, selectors.EVENT_READ)
 
     def _evict_one(self) -> bool:
-        """At the cap, close the oldest connection nobody is serving (idle or still sending)."""
-        waiting = (c for c in self._conns.values() if c.state not in (_State.BUSY, _State.WRITE))
-        oldest = min(waiting, key=lambda c: c.since, default=None)
-        if oldest is None:
-            return False
-        self.evictions += 1
-        self._close(oldest)
-        return True
+        """At the cap, close the oldest connection nobody is serving (idle or still sending).
+
+        Candidates are picked 32 at a time (one sort per 32 evictions), so a flood of new
+        connections at the cap costs O(log n) each, not a scan of every connection.
+        """
+        serving = (_State.BUSY, _State.WRITE)
+        while True:
+            if not self._evict_candidates:
+                waiting = [c for c in self._conns.values() if c.state not in serving]
+                waiting.sort(key=lambda c: c.since)
+                self._evict_candidates.extend(waiting[:32])
+                if not self._evict_candidates:
+                    return False
+            conn = self._evict_candidates.popleft()
+            if conn.ident in self._conns and conn.state not in serving:
+                self.evictions += 1
+                self._close(conn)
+                return True
 
     def _close(self, conn: _Conn) -> None:
         self._conns.pop(conn.ident, None)
@@ -646,7 +662,11 @@ class ExporterHTTPServer:
         del conn.buffer[:end]
         conn.state = _State.BUSY
         self._watch(conn, 0)
-        self._jobs.put((conn.ident, head, conn.client))
+        if self.limits.workers > 0:
+            self._jobs.put((conn.ident, head, conn.client))
+        else:
+            # Inline: the loop drains the answer after this event batch (no recursion).
+            self._answer((conn.ident, head, conn.client), slow=False, wake=False)
         return True
 
     def _reject_head(self, conn: _Conn) -> None:
