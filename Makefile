@@ -9,7 +9,7 @@ PORT ?= 9445
 SCENARIO ?= a100-mig
 
 .PHONY: help venv run test lint typecheck unit system-deps fake-driver generate check-generated \
-        test-gpu bench clean
+        test-gpu bench soak clean
 
 help:
 	@echo "make run        set up and run the exporter on the simulated 8-GPU node (:$(PORT))"
@@ -17,6 +17,7 @@ help:
 	@echo "make generate   regenerate committed artifacts (metric reference, ...)"
 	@echo "make test-gpu   run tests/gpu on a machine with a real NVIDIA driver"
 	@echo "make bench      run the benchmarks"
+	@echo "make soak       30-minute soak under faults, Xids and scrapers (MINUTES=30)"
 
 $(PY): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +69,9 @@ test-gpu: $(PY)
 
 bench: $(PY) fake-driver
 	$(PY) benchmarks/collection.py
+
+soak: $(PY) fake-driver
+	$(PY) benchmarks/soak.py --minutes $${MINUTES:-30}
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -177,7 +177,8 @@ class Publisher:
             if current is None:
                 self.render_now()
                 current = self._text
-        assert current is not None
+        if current is None:  # render_now always sets both it was asked for
+            raise RuntimeError("render produced no exposition")
         return current
 
     def run(self, stop: threading.Event) -> None:

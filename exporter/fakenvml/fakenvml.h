@@ -215,6 +215,7 @@ nvmlReturn_t fk_enter_dev(const char *fn, nvmlDevice_t dev, fk_ctx *c);
 nvmlReturn_t fk_enter_idx(const char *fn, int gpu);
 nvmlReturn_t fk_leave(nvmlReturn_t r);
 void fk_faults_poll_locked(void);   /* re-reads FAKE_NVML_FAULTS when due */
+nvmlReturn_t fk_init_fault_locked(const char *fn); /* injected init failure, lock held */
 void fk_faults_init_locked(void);   /* reads FAKE_NVML_FAULTS at nvmlInit */
 int fk_field_fault_locked(int gpu, unsigned int field, int *ret);
 int fk_gpu_lost_locked(int gpu);

@@ -348,6 +348,14 @@ static nvmlReturn_t apply_fault_locked(const char *fn, int gpu)
     return (nvmlReturn_t)ret;
 }
 
+/* nvmlInit* with fk_lock held and the faults file just read: an injected fault on the init
+ * function makes this init fail, like a driver that is not loaded. The lock stays held. */
+nvmlReturn_t fk_init_fault_locked(const char *fn)
+{
+    const fault *f = find_fault(fn, -1);
+    return f ? (nvmlReturn_t)f->ret : NVML_SUCCESS;
+}
+
 nvmlReturn_t fk_enter_dev(const char *fn, nvmlDevice_t dev, fk_ctx *c)
 {
     int gpu, slot;

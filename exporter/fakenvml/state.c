@@ -127,7 +127,7 @@ static void scenario_path(char *out, size_t n)
     snprintf(out, n, "%s/scenarios/%s.scn", libdir, s);
 }
 
-static nvmlReturn_t do_init(void)
+static nvmlReturn_t do_init(const char *fn)
 {
     pthread_mutex_lock(&fk_lock);
     if (fk_refcount > 0) {
@@ -157,18 +157,20 @@ static nvmlReturn_t do_init(void)
     fk_time_env();
     fk_refcount = 1;
     fk_faults_init_locked();
+    nvmlReturn_t injected = fk_init_fault_locked(fn);
+    if (injected != NVML_SUCCESS) fk_refcount = 0;
     pthread_mutex_unlock(&fk_lock);
-    return NVML_SUCCESS;
+    return injected;
 }
 
 FK_API nvmlReturn_t nvmlInitWithFlags(unsigned int flags)
 {
     (void)flags;
-    return do_init();
+    return do_init(__func__);
 }
 
-FK_API nvmlReturn_t nvmlInit_v2(void) { return do_init(); }
-FK_API nvmlReturn_t nvmlInit(void) { return do_init(); }
+FK_API nvmlReturn_t nvmlInit_v2(void) { return do_init(__func__); }
+FK_API nvmlReturn_t nvmlInit(void) { return do_init(__func__); }
 
 FK_API nvmlReturn_t nvmlShutdown(void)
 {

@@ -194,14 +194,23 @@ class NvmlSource:
         try:
             with NVML_LOCK:
                 pynvml.nvmlInit()
-                self._driver_version = _text(pynvml.nvmlSystemGetDriverVersion())
+                try:
+                    self._driver_version = _text(pynvml.nvmlSystemGetDriverVersion())
+                except pynvml.NVMLError:
+                    pynvml.nvmlShutdown()  # release the init reference we just took
+                    raise
                 try:
                     self._cuda_version = _cuda_version_text(
                         pynvml.nvmlSystemGetCudaDriverVersion_v2()
                     )
                 except pynvml.NVMLError:
                     self._cuda_version = ""
-                self._field_values = pynvml._nvmlGetFunctionPointer("nvmlDeviceGetFieldValues")
+                try:
+                    self._field_values = pynvml._nvmlGetFunctionPointer(
+                        "nvmlDeviceGetFieldValues"
+                    )
+                except pynvml.NVMLError:  # a driver older than field values: no batch
+                    self._field_values = None
         except pynvml.NVMLError as err:
             raise SourceUnavailableError(f"nvmlInit failed: {error_name(err.value)}") from err
         self._gpus = []
@@ -260,15 +269,17 @@ class NvmlSource:
         for index in range(count):
             try:
                 gpus.append(self._describe(index))
-            except GpuLostError:
+            except (GpuLostError, pynvml.NVMLError) as err:
+                # A GPU NVML counts but cannot describe stays visible, with nvidia_gpu_up 0
+                # (and its last known identity), and is described again every collection.
+                if isinstance(err, pynvml.NVMLError):
+                    key = ("nvmlDeviceGetHandleByIndex", error_name(err.value))
+                    self._errors[key] = self._errors.get(key, 0) + 1
+                    log.warning("gpu_enumeration_failed", gpu=index, code=error_name(err.value))
                 old = previous.get(index)
                 placeholder = old or _Gpu(index, None, (str(index), ""), ())
                 placeholder.lost = True
                 gpus.append(placeholder)
-            except pynvml.NVMLError as err:
-                key = ("nvmlDeviceGetHandleByIndex", error_name(err.value))
-                self._errors[key] = self._errors.get(key, 0) + 1
-                log.warning("gpu_enumeration_failed", gpu=index, code=error_name(err.value))
         self._gpus = gpus
         self._device_count = count
         self._enumerated_at = time.monotonic()
@@ -421,6 +432,10 @@ class NvmlSource:
             code, value_type, raw = next(batch.entries())
             if code == 0:
                 link_count = int(decode_field_value(value_type, raw) or 0)
+            elif code in _LOST_CODES:
+                raise GpuLostError(error_name(code))
+            elif code != _NOT_SUPPORTED:  # NVLink series stay away until the next enumeration
+                self._field_failed(gpu, fields.NVLINK_LINK_COUNT, code)
         candidates = list(fields.PER_GPU_FIELDS)
         if link_count > 0:
             candidates.extend(fields.NVLINK_FIELDS)
@@ -788,7 +803,11 @@ class NvmlSource:
             pynvml.nvmlDeviceGetGraphicsRunningProcesses,
             handle,
         )
-        if compute is None and graphics is None:
+        # Without the compute list, or with a graphics list that failed this time (not one the
+        # GPU does not support), the count is unknown: a partial count would be a wrong value.
+        if compute is None or (
+            graphics is None and "nvmlDeviceGetGraphicsRunningProcesses" not in gpu.skip
+        ):
             return None
         if self.capture_processes:
             for kind, listed in (("compute", compute), ("graphics", graphics)):

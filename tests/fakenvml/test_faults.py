@@ -164,3 +164,24 @@ def test_fault_file_slow_call_and_bad_lines(
     assert err.count("ignored:") == 4
     assert f"{ff.path}:1:" in err
     assert f"{ff.path}:4:" in err
+
+
+def test_injected_init_fault_fails_init_until_cleared(
+    nvml: InitFn, ctl: FakeNvmlControl, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nvml("t4")
+    pynvml.nvmlShutdown()
+    ctl.set_fault("nvmlInitWithFlags", -1, "DRIVER_NOT_LOADED")
+    with pytest.raises(pynvml.NVMLError_DriverNotLoaded):
+        pynvml.nvmlInit()
+    with pytest.raises(pynvml.NVMLError_Uninitialized):
+        pynvml.nvmlDeviceGetCount()  # a failed init leaves NVML uninitialised
+    ctl.clear_faults()
+    faults = FaultFile(tmp_path / "faults")
+    faults.add_fault("nvmlInitWithFlags", None, "LIB_RM_VERSION_MISMATCH")
+    monkeypatch.setenv("FAKE_NVML_FAULTS", str(faults.path))
+    with pytest.raises(pynvml.NVMLError_LibRmVersionMismatch):
+        pynvml.nvmlInit()
+    faults.clear()
+    pynvml.nvmlInit()
+    assert pynvml.nvmlDeviceGetCount() == 1

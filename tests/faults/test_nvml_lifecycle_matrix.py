@@ -35,20 +35,16 @@ INIT_CODES = (
 )
 SOURCE_SYSTEM = [c for c in exporter_calls() if c.owner == "NvmlSource" and c.system]
 OPEN_CALLS = sorted(c.symbol for c in SOURCE_SYSTEM if c.methods <= {"open"})
-CLOSE_CALLS = sorted(c.symbol for c in SOURCE_SYSTEM if c.methods <= {"close"})
+# nvmlShutdown also runs in open, to release the init reference when open fails after init.
+CLOSE_CALLS = sorted(c.symbol for c in SOURCE_SYSTEM if "close" in c.methods)
 # Optional at open: the exporter goes on without it (the info label is left empty until the
 # source is opened again: the CUDA version is read once per open).
 OPTIONAL = frozenset({"nvmlSystemGetCudaDriverVersion_v2"})
-# The fake driver applies no injected fault to nvmlInit* (do_init in exporter/fakenvml/state.c
-# never consults the fault table): its one way to fail init is a scenario it cannot load, which
-# returns UNKNOWN. So init gets that one cell until the fake honours init faults.
 INIT = "nvmlInitWithFlags"
 
 
 def _open_cells() -> list[tuple[str, int]]:
-    cells = [(INIT, int(R.UNKNOWN))] if INIT in OPEN_CALLS else []
-    cells += [(s, int(c)) for s in OPEN_CALLS if s != INIT for c in INIT_CODES]
-    return cells
+    return [(s, int(c)) for s in OPEN_CALLS for c in INIT_CODES]
 
 
 def _name(code: int) -> str:
@@ -86,10 +82,7 @@ def test_open_fault_is_unavailable_then_recovers(
     source = NvmlSource(library_path=str(fake_library))
     stop = threading.Event()
     poller = Poller(source, publisher, 1.0, stop)
-    if symbol == INIT:
-        monkeypatch.setenv("FAKE_NVML_SCENARIO", "/nonexistent/driver-not-loaded.scn")
-    else:
-        control.set_fault(symbol, -1, code)
+    control.set_fault(symbol, -1, code)
     try:
         poller.run_once()
         health = publisher.source_health("nvml")
@@ -102,8 +95,9 @@ def test_open_fault_is_unavailable_then_recovers(
         else:
             assert not health.up
             assert _name(code) in health.detail, health.detail
-            if symbol != "nvmlInitWithFlags":  # init succeeded before the failing call
-                source.close()
+            # A failed open released its init reference: NVML is not left initialised.
+            with pytest.raises(pynvml.NVMLError_Uninitialized):
+                pynvml.nvmlDeviceGetCount()
         control.clear_faults()
         monkeypatch.setenv("FAKE_NVML_SCENARIO", SCENARIO)
         poller.run_once()  # the poller's backoff decides when; run_once is "now"
