@@ -230,6 +230,30 @@ def test_wrong_password_flood_does_not_slow_the_good_scraper(tmp_path: Path) -> 
         srv.server_close()
 
 
+def _exchange(port: int, data: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(data)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    return reply
+
+
+def test_header_count_bodies_and_pipelining(server: ExporterHTTPServer) -> None:
+    many = b"".join(b"X-%d: 1\r\n" % n for n in range(101))
+    assert _exchange(server.port, b"GET /metrics HTTP/1.1\r\n" + many + b"\r\n").startswith(
+        b"HTTP/1.1 431 "
+    )
+    # A body is never read as the next request: answer, then close.
+    smuggled = b"POST / HTTP/1.1\r\nContent-Length: 27\r\n\r\nGET /metrics HTTP/1.1\r\n\r\n"
+    reply = _exchange(server.port, smuggled)
+    assert reply.startswith(b"HTTP/1.1 405 ") and reply.count(b"HTTP/1.1 ") == 1
+    # Pipelined requests are answered in order on one connection.
+    pipelined = b"HEAD /metrics HTTP/1.1\r\n\r\nGET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n"
+    reply = _exchange(server.port, pipelined)
+    assert reply.count(b"HTTP/1.1 200 ") == 2 and reply.endswith(b"\r\n\r\nok\n")
+
+
 # -- the abusers (run in their own process) ----------------------------------------------------
 
 
