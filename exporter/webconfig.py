@@ -543,9 +543,11 @@ ReloadListener = Callable[[bool, str, float], None]
 class WebConfigWatcher:
     """Holds the active web config and reloads it when the file or a file it names changes.
 
-    Why stat polling every second rather than inotify: Kubernetes updates mounted Secrets by
-    swapping a symlink, which inotify on the file itself misses; a stat of three or four files
-    a second costs microseconds and works everywhere (the toolkit re-reads on every request).
+    A change is loaded once it has held still for one check (so one to two seconds after the
+    write), never half-written. Why stat polling every second rather than inotify: Kubernetes
+    updates mounted Secrets by swapping a symlink, which inotify on the file itself misses; a
+    stat of three or four files a second costs microseconds and works everywhere (the toolkit
+    re-reads the file on every request).
     """
 
     def __init__(
@@ -558,6 +560,7 @@ class WebConfigWatcher:
         self._active = ActiveWebConfig(config, Authenticator(config.users), time.time())
         self._fingerprint = _fingerprint(self._watched(config))
         self._failed_fingerprint: tuple[tuple[str, int, int, int], ...] | None = None
+        self._settling: tuple[tuple[str, int, int, int], ...] | None = None
         self.last_reload_ok = True
         self.last_error = ""
         self.reloads = 0
@@ -581,7 +584,14 @@ class WebConfigWatcher:
         """Reload if anything changed; returns True when a new config was put in force."""
         current = _fingerprint(self._watched(self._active.config))
         if current in (self._fingerprint, self._failed_fingerprint):
+            self._settling = None
             return False
+        if current != self._settling:
+            # Changed since the last check: wait until it holds still for one interval, so a
+            # file caught half-written (truncated, then written) is not taken for the config.
+            self._settling = current
+            return False
+        self._settling = None
         try:
             config = load_web_config(self.path)
         except WebConfigError as err:

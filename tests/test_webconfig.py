@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import ssl
 import threading
 import time
@@ -25,6 +26,16 @@ from exporter.webconfig import (
 from tests.fixtures.tls.certs import TlsFiles, generate
 
 HASH = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)).decode()
+
+
+def _replace(path: Path, content: str | bytes) -> None:
+    """Write like Kubernetes and editors do: a new file renamed over the old one."""
+    temporary = path.with_name(path.name + ".tmp")
+    if isinstance(content, bytes):
+        temporary.write_bytes(content)
+    else:
+        temporary.write_text(content)
+    os.replace(temporary, path)
 
 
 @pytest.fixture(scope="module")
@@ -211,21 +222,21 @@ def test_watcher_reloads_good_files_and_keeps_the_last_good_one(
     tmp_path: Path, stop: threading.Event
 ) -> None:
     path = tmp_path / "web.yml"
-    path.write_text(f"basic_auth_users:\n  alice: {HASH}\n")
+    _replace(path, f"basic_auth_users:\n  alice: {HASH}\n")
     events: list[tuple[bool, str]] = []
     watcher = WebConfigWatcher(path, check_seconds=0.05)
     watcher.set_listener(lambda ok, error, _at: events.append((ok, error)))
     watcher.start(stop)
     first = watcher.active
     assert set(first.config.users) == {"alice"}
-    path.write_text(f"basic_auth_users:\n  bob: {HASH}\n  carol: {HASH}\n")
+    _replace(path, f"basic_auth_users:\n  bob: {HASH}\n  carol: {HASH}\n")
     assert _wait_for(lambda: set(watcher.active.config.users) == {"bob", "carol"})
-    path.write_text("basic_auth_users:\n  dave: plaintext\n")
+    _replace(path, "basic_auth_users:\n  dave: plaintext\n")
     assert _wait_for(lambda: not watcher.last_reload_ok)
     assert set(watcher.active.config.users) == {"bob", "carol"}  # last good config kept
     assert "basic_auth_users.dave: not a bcrypt hash" in watcher.last_error
     assert events[0] == (True, "") and events[-1][0] is False
-    path.write_text("{}\n")
+    _replace(path, "{}\n")
     assert _wait_for(lambda: watcher.last_reload_ok and not watcher.active.config.users)
     stop.set()
     watcher.join(1.0)
@@ -233,7 +244,7 @@ def test_watcher_reloads_good_files_and_keeps_the_last_good_one(
 
 def test_watcher_start_refuses_a_broken_file(tmp_path: Path) -> None:
     path = tmp_path / "web.yml"
-    path.write_text("tls_server_config:\n  cert_file: missing.crt\n  key_file: missing.key\n")
+    _replace(path, "tls_server_config:\n  cert_file: missing.crt\n  key_file: missing.key\n")
     with pytest.raises(WebConfigError, match="cert_file"):
         WebConfigWatcher(path)
     with pytest.raises(WebConfigError, match="cannot read"):
@@ -246,10 +257,10 @@ def test_watcher_picks_up_a_rotated_certificate(
     cert = tmp_path / "server.crt"
     cert.write_bytes(tls.server.cert.read_bytes())
     path = tmp_path / "web.yml"
-    path.write_text(f"tls_server_config:\n  cert_file: server.crt\n  key_file: {tls.server.key}\n")
+    _replace(path, f"tls_server_config:\n  cert_file: server.crt\n  key_file: {tls.server.key}\n")
     watcher = WebConfigWatcher(path, check_seconds=0.05)
     watcher.start(stop)
     before = watcher.active
-    cert.write_bytes(tls.server.cert.read_bytes() + b"\n")  # same cert, new file: a rotation
+    _replace(cert, tls.server.cert.read_bytes() + b"\n")  # same cert, new file: a rotation
     assert _wait_for(lambda: watcher.active is not before)
     assert watcher.reloads == 1
