@@ -17,11 +17,14 @@ import structlog
 from exporter import __version__
 from exporter.config import Config
 from exporter.logs import configure_logging
+from exporter.metrics import WEB_CONFIG_LOADED, WEB_CONFIG_RELOAD_OK
+from exporter.model import SourceHealth
 from exporter.poller import Poller
 from exporter.publisher import Publisher
 from exporter.server import ExporterHTTPServer
 from exporter.sources.allocation import build_attribution
 from exporter.sources.nvml import NvmlSource
+from exporter.webconfig import WebConfigError, WebConfigWatcher
 from exporter.xid.service import XidService
 
 log = structlog.get_logger(__name__)
@@ -54,7 +57,8 @@ class Application:
         )
         self.attribution = build_attribution(config, self.nvml, self.publisher, self.stop_event)
         self.xid = XidService(config, self.nvml, self.publisher, self.stop_event, library_path)
-        self.server = ExporterHTTPServer(config.listen, self.publisher, self.readiness)
+        self.web = WebConfigWatcher(config.web_config_file) if config.web_config_file else None
+        self.server = ExporterHTTPServer(config.listen, self.publisher, self.readiness, self.web)
         self._threads: list[threading.Thread] = []
 
     def readiness(self) -> tuple[bool, str]:
@@ -66,6 +70,17 @@ class Application:
             detail = health.detail if health else "no collection yet"
             return False, f"not ready: nvml is down ({detail})"
         return True, "ready"
+
+    def _web_config_state(self, ok: bool, error: str, loaded_at: float) -> None:
+        """Show the web config's reload state (a failed reload keeps the previous config)."""
+        self.publisher.publish(
+            "web_config",
+            {
+                WEB_CONFIG_RELOAD_OK.name: (((), 1.0 if ok else 0.0),),
+                WEB_CONFIG_LOADED.name: (((), loaded_at),),
+            },
+            SourceHealth(up=ok, last_success_timestamp=loaded_at, detail=error),
+        )
 
     def start(self) -> None:
         """Start the render thread, the poll thread and the HTTP server."""
@@ -81,6 +96,9 @@ class Application:
         self._threads = [render, http]
         for thread in self._threads:
             thread.start()
+        if self.web is not None:
+            self.web.set_listener(self._web_config_state)
+            self.web.start(self.stop_event)
         self.poller.start()
         self.xid.start()
         self.attribution.start()
@@ -91,6 +109,8 @@ class Application:
             port=self.server.port,
             interval_seconds=self.config.interval_seconds,
             simulate=self.config.simulate,
+            tls=self.web is not None and self.web.active.config.tls is not None,
+            basic_auth=self.web is not None and self.web.active.config.auth_required,
         )
 
     def stop(self) -> None:
@@ -100,6 +120,8 @@ class Application:
         self.publisher.wake()
         self.server.shutdown()
         self.server.server_close()
+        if self.web is not None:
+            self.web.join(0.5)
         self.xid.stop(0.5)
         self.attribution.stop(0.5)
         if self.poller.join(POLL_JOIN_SECONDS):
@@ -117,6 +139,9 @@ def run(config: Config) -> int:
     except OSError as err:
         log.error("startup_failed", error=str(err))
         return 1
+    except WebConfigError as err:  # the file broke between flag validation and start
+        log.error("web_config_invalid", error=str(err))
+        return 2
     except RuntimeError as err:  # the fake driver could not be built for --simulate
         log.error("simulation_unavailable", error=str(err))
         return 1

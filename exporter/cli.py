@@ -32,6 +32,7 @@ from exporter.config import (
     parse_prefixes,
 )
 from exporter.fakenvml import BUILTIN_SCENARIOS, DEFAULT_SCENARIO
+from exporter.webconfig import WebConfigError, load_web_config
 
 PROG = "gpu-node-exporter"
 ENV_PREFIX = "GPU_NODE_EXPORTER_"
@@ -55,7 +56,9 @@ FLAGS: tuple[tuple[str, str | None, str], ...] = (
     (
         "--web.config.file",
         None,
-        "Exporter-toolkit web config (TLS, basic auth). Not implemented yet: setting it fails.",
+        "Exporter-toolkit web config file (TLS, client certificates, basic auth with bcrypt "
+        "hashes, security headers); re-read when it or a certificate changes. See "
+        "docs/web-config.md.",
     ),
     (
         "--collection.interval",
@@ -93,7 +96,11 @@ FLAGS: tuple[tuple[str, str | None, str], ...] = (
         "true",
         "Also take Xid errors from NVML events (the signal when the kernel log is unreadable).",
     ),
-    ("--collector.udev", "true", "Watch NVIDIA GPUs appear on and leave the PCI bus (udev)."),
+    (
+        "--collector.udev",
+        "true",
+        "Watch NVIDIA GPUs appear on and leave the PCI bus (udev); always off with --simulate.",
+    ),
     ("--log.level", "info", f"Log level: {', '.join(LOG_LEVELS)}."),
     ("--log.format", "json", f"Log format: {', '.join(LOG_FORMATS)}."),
 )
@@ -156,10 +163,10 @@ def config_from_args(argv: Sequence[str] | None = None) -> Config:
     web_config = None
     if web_config_raw:
         web_config = parse_existing_file(label("--web.config.file"), web_config_raw)
-        raise ConfigError(
-            f"{label('--web.config.file')}: TLS and basic auth are not implemented in this "
-            "version; remove the flag or terminate TLS in front of the exporter"
-        )
+        try:
+            load_web_config(web_config)
+        except WebConfigError as err:
+            raise ConfigError(f"{label('--web.config.file')}: {err}") from None
     simulate = args["simulate"]
     if simulate is not None and simulate not in BUILTIN_SCENARIOS:
         parse_existing_file(label("--simulate"), simulate)

@@ -530,6 +530,19 @@ UNMAPPED_DEVICE_IDS = _self(
     "Device ids the kubelet allocated that match no GPU or MIG device NVML lists.",
 )
 
+# Web config (--web.config.file; published by the app only when the flag is set)
+WEB_CONFIG_RELOAD_OK = _self(
+    "web_config_last_reload_successful",
+    "gauge",
+    "1 if the last load of --web.config.file succeeded, 0 if it failed (the previous config "
+    "stays in force).",
+)
+WEB_CONFIG_LOADED = _self(
+    "web_config_last_reload_success_timestamp_seconds",
+    "gauge",
+    "Unix time the web config in force was loaded.",
+)
+
 CATALOG: tuple[Family, ...] = tuple(
     value for value in list(globals().values()) if isinstance(value, Family)
 )

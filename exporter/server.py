@@ -503,6 +503,10 @@ class ExporterHTTPServer:
                 log.warning("http_accept_failed", error=str(err))
                 return
             sock.setblocking(False)
+            # Headers and body leave in separate sends: without NODELAY, Nagle holds the body
+            # until the client's delayed ACK (~40 ms on Linux) on every keep-alive response.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if len(self._conns) >= self.limits.max_connections and not self._evict_one():
                 self.refused += 1
                 with contextlib.suppress(OSError):

@@ -96,3 +96,18 @@ def test_garbage_request_does_not_break_the_server(server: ExporterHTTPServer) -
         reply = sock.recv(1024)
     assert b" 414 " in reply.split(b"\r\n")[0]
     assert _get(server, "/metrics").status == 200
+
+
+def test_keep_alive_connections_disable_nagle(server: ExporterHTTPServer) -> None:
+    # Headers and body are separate sends: with Nagle on, each small keep-alive response
+    # waited for the client's delayed ACK (~40 ms). The accepted socket must have NODELAY.
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    try:
+        conn.request("GET", "/healthz")
+        assert conn.getresponse().read() == b"ok\n"
+        accepted = list(server._conns.values())
+        assert accepted, "the keep-alive connection should still be open"
+        for entry in accepted:
+            assert entry.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        conn.close()

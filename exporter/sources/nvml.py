@@ -206,9 +206,7 @@ class NvmlSource:
                 except pynvml.NVMLError:
                     self._cuda_version = ""
                 try:
-                    self._field_values = pynvml._nvmlGetFunctionPointer(
-                        "nvmlDeviceGetFieldValues"
-                    )
+                    self._field_values = pynvml._nvmlGetFunctionPointer("nvmlDeviceGetFieldValues")
                 except pynvml.NVMLError:  # a driver older than field values: no batch
                     self._field_values = None
         except pynvml.NVMLError as err:
