@@ -40,9 +40,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-import bcrypt
 import structlog
-import yaml
 
 log = structlog.get_logger(__name__)
 
@@ -350,6 +348,8 @@ def _parse_http(raw: object) -> tuple[tuple[str, str], ...]:
 
 def parse_web_config(text: str, base: Path) -> WebConfig:
     """Parse and validate the YAML text; relative file names are relative to `base`."""
+    import yaml  # only when a web config is used: keeps the default exporter smaller
+
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
@@ -479,6 +479,8 @@ class Authenticator:
 
     def verify(self, user: str, password: str) -> bool:
         """Check with bcrypt (slow: run off the fast path) and cache the verdict."""
+        import bcrypt  # only when basic auth is configured
+
         hashed = self._users.get(user)
         candidate = password.encode("utf-8", "surrogateescape")
         try:
