@@ -29,7 +29,7 @@ from exporter.xid.service import XidService
 
 log = structlog.get_logger(__name__)
 
-POLL_JOIN_SECONDS = 1.0
+STOP_BUDGET_SECONDS = 1.5  # SIGTERM to exit stays under 2 s
 
 
 class Application:
@@ -114,17 +114,26 @@ class Application:
         )
 
     def stop(self) -> None:
-        """Stop everything within about a second; safe to call twice."""
+        """Stop everything within STOP_BUDGET_SECONDS, however many threads hang; idempotent.
+
+        Every thread sees the stop event at once; the joins then share one deadline, so a
+        hung kubelet call, a hung NVML call and a slow TLS client cannot add up past it.
+        """
         started = time.monotonic()
+        deadline = started + STOP_BUDGET_SECONDS
         self.stop_event.set()
         self.publisher.wake()
         self.server.shutdown()
         self.server.server_close()
+
+        def left() -> float:
+            return max(0.05, deadline - time.monotonic())
+
         if self.web is not None:
-            self.web.join(0.5)
-        self.xid.stop(0.5)
-        self.attribution.stop(0.5)
-        if self.poller.join(POLL_JOIN_SECONDS):
+            self.web.join(min(0.5, left()))
+        self.xid.stop(min(0.5, left()))
+        self.attribution.stop(min(0.5, left()))
+        if self.poller.join(left()):
             self.poller.close_source()
         else:
             log.warning("nvml_call_in_flight_at_exit", detail="skipping nvmlShutdown")

@@ -110,3 +110,32 @@ def test_start_to_ready_is_fast() -> None:
         process.stop()
     # Budget: 2 s on a developer machine; generous here so a loaded CI box does not flake.
     assert seconds < 10.0
+
+
+def test_sigterm_within_two_seconds_while_nvml_and_kubelet_hang(tmp_path: Path) -> None:
+    import threading
+
+    from tests.fakekubelet import Behaviour, FakeKubelet
+
+    socket_path = tmp_path / "kubelet.sock"
+    kubelet = FakeKubelet(socket_path, Behaviour(hang=threading.Event())).start()
+    faults = FaultFile(tmp_path / "faults")
+    process = ExporterProcess(
+        "--simulate=t4",
+        "--collection.interval=0.2s",
+        f"--path.pod-resources-socket={socket_path}",
+        "--collector.pod-attribution=on",
+        env=faults.env(),
+    )
+    try:
+        process.wait_ready()
+        faults.add_fault("nvmlDeviceGetPowerUsage", 0, 0, delay_ms=60_000)
+        time.sleep(1.0)  # the poll thread is inside NVML, the kubelet refresher inside List
+        code, seconds = process.stop()
+        assert code == 0, process.log()
+        assert seconds < 2.0, f"stopped after {seconds:.2f}s"
+        assert "nvml_call_in_flight_at_exit" in process.log()
+    finally:
+        if process.process.poll() is None:
+            process.stop()
+        kubelet.stop()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -118,10 +119,12 @@ class AttributionParts:
             self.poller.start()
 
     def stop(self, timeout: float) -> None:
-        """Join both threads (the stop event is already set) and close the channel."""
+        """Join both threads within `timeout` in all (the stop event is already set)."""
+        deadline = time.monotonic() + timeout
         if self.poller is not None:
             self.poller.join(timeout)
-        if self.pod_resources is not None and self.pod_resources.join(timeout):
+        remaining = max(0.0, deadline - time.monotonic())
+        if self.pod_resources is not None and self.pod_resources.join(remaining):
             self.pod_resources.close()
 
 
