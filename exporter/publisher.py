@@ -63,7 +63,7 @@ class Publisher:
         self._text: Exposition | None = None
         self._openmetrics: Exposition | None = None
         self._render_seconds = 0.0
-        self._first_collection = threading.Event()
+        self._first_collection_version: int | None = None
 
     # -- sources -------------------------------------------------------------------------
 
@@ -92,12 +92,20 @@ class Publisher:
             self._bump()
 
     def mark_first_collection(self) -> None:
-        """Called once the first NVML collection finished, successful or not (readiness)."""
-        self._first_collection.set()
+        """Called after each NVML collection attempt; the first one starts readiness."""
+        with self._lock:
+            if self._first_collection_version is None:
+                self._first_collection_version = self._version
 
     def first_collection_done(self) -> bool:
-        """True once the first NVML collection finished."""
-        return self._first_collection.is_set()
+        """True once the first NVML collection finished and /metrics serves its samples.
+
+        Readiness waits for the render too: a scraper told "ready" must not get the
+        exposition from before the first collection.
+        """
+        with self._lock:
+            first = self._first_collection_version
+            return first is not None and self._rendered_version >= first
 
     def source_health(self, source: str) -> SourceHealth | None:
         """The last published health of a source, or None if it never published."""

@@ -106,3 +106,15 @@ def test_process_metrics_are_appended() -> None:
     publisher = Publisher(process_metrics=True)
     publisher.render_now()
     assert b"process_resident_memory_bytes" in publisher.exposition(openmetrics=False).body
+
+
+def test_first_collection_counts_only_once_it_is_rendered() -> None:
+    publisher = Publisher(process_metrics=False)
+    assert not publisher.first_collection_done()
+    publisher.publish("nvml", {metrics.UP.name: ((("0", "GPU-a"), 1.0),)}, SourceHealth(up=True))
+    publisher.mark_first_collection()
+    # Not yet: /metrics would still serve the exposition from before the collection.
+    assert not publisher.first_collection_done()
+    publisher.render_now()
+    assert publisher.first_collection_done()
+    assert b"nvidia_gpu_up{" in publisher.exposition(openmetrics=False).body
