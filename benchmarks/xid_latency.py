@@ -45,13 +45,10 @@ def main() -> None:
         os.mkfifo(fifo)
         config = Config(
             listen=ListenAddress("127.0.0.1", 0),
-            interval_seconds=5.0,
-            web_config_file=None,
             simulate="a100-mig",
             kmsg_path=str(fifo),
             pod_resources_socket="/nonexistent",
             log_level="warning",
-            log_format="console",
             pod_attribution="off",
             udev=False,
         )

@@ -41,16 +41,16 @@ class ListenAddress:
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    """Everything the application needs to start."""
+    """Everything the application needs to start; defaults equal the command line's."""
 
-    listen: ListenAddress
-    interval_seconds: float
-    web_config_file: Path | None
-    simulate: str | None
-    kmsg_path: str
-    pod_resources_socket: str
-    log_level: str
-    log_format: str
+    listen: ListenAddress = ListenAddress("", 9445)
+    interval_seconds: float = DEFAULT_INTERVAL_SECONDS
+    web_config_file: Path | None = None
+    simulate: str | None = None
+    kmsg_path: str = DEFAULT_KMSG_PATH
+    pod_resources_socket: str = DEFAULT_POD_RESOURCES_SOCKET
+    log_level: str = "info"
+    log_format: str = "json"
     pod_attribution: str = "auto"
     processes: bool = False
     processes_top_n: int = 10

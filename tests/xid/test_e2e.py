@@ -20,12 +20,10 @@ def make_config(kmsg: Path) -> Config:
     return Config(
         listen=ListenAddress("127.0.0.1", 0),
         interval_seconds=0.2,
-        web_config_file=None,
         simulate="a100-mig",
         kmsg_path=str(kmsg),
         pod_resources_socket="/nonexistent/kubelet.sock",
         log_level="warning",
-        log_format="console",
         pod_attribution="off",
         udev=False,
     )
