@@ -75,9 +75,11 @@ def node(tmp_path: Path) -> Iterator[tuple[Application, FakeKubelet]]:
 
 
 def directory(app: Application) -> tuple[GpuIdentity, ...]:
+    """The GPUs, once the first collection is rendered (enumeration alone comes earlier)."""
     deadline = time.monotonic() + 20
-    while not app.nvml.directory() and time.monotonic() < deadline:
+    while not app.readiness()[0] and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert app.readiness()[0], app.readiness()[1]
     return app.nvml.directory()
 
 

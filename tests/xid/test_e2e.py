@@ -54,7 +54,7 @@ def running(tmp_path: Path) -> Iterator[tuple[Application, Path]]:
     app = Application(make_config(fifo))
     app.start()
     try:
-        wait_for(lambda: len(app.nvml.directory()) == 8)
+        wait_for(lambda: app.readiness()[0])
         yield app, fifo
     finally:
         app.stop()
@@ -132,7 +132,7 @@ def test_restart_keeps_last_seen_from_the_ring_buffer_but_counts_from_zero(
     app = Application(make_config(log.with_suffix(".absent")))  # only to learn the PCI ids
     app.start()
     try:
-        wait_for(lambda: len(app.nvml.directory()) == 8)
+        wait_for(lambda: app.readiness()[0])
         gpu = next(gpu for gpu in app.nvml.directory() if gpu.index == 2)
     finally:
         app.stop()
@@ -144,7 +144,7 @@ def test_restart_keeps_last_seen_from_the_ring_buffer_but_counts_from_zero(
     app = Application(make_config(log))
     app.start()
     try:
-        wait_for(lambda: len(app.nvml.directory()) == 8)
+        wait_for(lambda: app.readiness()[0])
 
         def last_seen() -> dict[tuple[str, ...], float]:
             return values(
