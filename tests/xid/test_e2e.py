@@ -87,14 +87,16 @@ def test_xid_records_appear_on_metrics_with_gpu_and_uuid(
             )
         )
 
-    def seen() -> bool:
-        counts = values(scrape(app), "nvidia_gpu_xid_errors_total", "gpu", "uuid", "xid")
-        return counts.get(("", "", "31")) == 1
+    def seen() -> bool:  # the last record written is the recovery action: all four are in
+        return ("3", gpus[3].uuid) in values(
+            scrape(app), "nvidia_gpu_recovery_action", "gpu", "uuid"
+        )
 
     wait_for(seen)
     text = scrape(app)
     counts = values(text, "nvidia_gpu_xid_errors_total", "gpu", "uuid", "xid")
     assert counts[("3", gpus[3].uuid, "48")] == 1
+    assert counts[("", "", "31")] == 1  # an address no GPU has: counted, never dropped
     assert counts[(str(mig_gpu.index), mig_gpu.uuid, "13")] == 1
     assert counts[("0", gpus[0].uuid, "79")] == 0  # critical codes start at 0
     mig_counts = values(text, "nvidia_gpu_mig_xid_errors_total", "gpu", "mig_uuid", "xid")
