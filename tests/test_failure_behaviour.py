@@ -36,7 +36,9 @@ def test_hung_nvml_call_never_stalls_metrics_and_is_reported(tmp_path: Path) -> 
     try:
         process.wait_ready()
         faults.add_fault("nvmlDeviceGetPowerUsage", 0, 0, delay_ms=60_000)  # hangs for a minute
-        time.sleep(0.5)  # the poll thread is now inside the hung call
+        # Stalled on /metrics: the poll thread is inside the hung call (a fixed sleep could
+        # measure the scrapes below before the hang began).
+        _wait_for(process, lambda t: 'nvidia_gpu_exporter_source_stalled{source="nvml"} 1' in t)
         latencies = []
         for _ in range(100):
             started = time.perf_counter()
@@ -45,9 +47,8 @@ def test_hung_nvml_call_never_stalls_metrics_and_is_reported(tmp_path: Path) -> 
             assert status == 200
         latencies.sort()
         assert latencies[98] < 0.1, f"p99 {latencies[98] * 1000:.1f} ms while NVML hangs"
-        text = _wait_for(
-            process, lambda t: 'nvidia_gpu_exporter_source_stalled{source="nvml"} 1' in t
-        )
+        text = process.metrics()
+        assert 'nvidia_gpu_exporter_source_stalled{source="nvml"} 1' in text  # still hung
         assert 'nvidia_gpu_exporter_source_up{source="nvml"} 0' in text
         # SIGTERM still ends the process promptly although an NVML call never returns.
         code, seconds = process.stop()
@@ -130,7 +131,13 @@ def test_sigterm_within_two_seconds_while_nvml_and_kubelet_hang(tmp_path: Path) 
     try:
         process.wait_ready()
         faults.add_fault("nvmlDeviceGetPowerUsage", 0, 0, delay_ms=60_000)
-        time.sleep(1.0)  # the poll thread is inside NVML, the kubelet refresher inside List
+        # Wait for evidence, not a fixed time: the kubelet was called (each List hangs until
+        # its 2 s deadline, then the next one hangs too) and NVML is stalled inside the call.
+        deadline = time.monotonic() + 20
+        while not kubelet.behaviour.calls.get("List") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert kubelet.behaviour.calls.get("List"), "the exporter never called the kubelet"
+        _wait_for(process, lambda t: 'nvidia_gpu_exporter_source_stalled{source="nvml"} 1' in t)
         code, seconds = process.stop()
         assert code == 0, process.log()
         assert seconds < 2.0, f"stopped after {seconds:.2f}s"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes.util
 import subprocess
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -95,12 +96,18 @@ def test_without_a_driver_it_serves_its_own_health() -> None:
     process = ExporterProcess(env={"LD_LIBRARY_PATH": "/nonexistent"})
     try:
         process.wait_http()
+        # HTTP answers before the first (failed) NVML collection is rendered: until then
+        # /readyz says so instead of "nvml is down". Wait for that collection, not for HTTP.
+        deadline = time.monotonic() + 30
+        ready_status, reason = http_get(process.port, "/readyz")
+        while b"first collection" in reason and time.monotonic() < deadline:
+            time.sleep(0.02)
+            ready_status, reason = http_get(process.port, "/readyz")
+        assert ready_status == 503 and b"nvml is down" in reason, reason
         status, body = http_get(process.port, "/metrics")
         assert status == 200
         assert b'nvidia_gpu_exporter_source_up{source="nvml"} 0' in body
         assert http_get(process.port, "/healthz")[0] == 200
-        ready_status, reason = http_get(process.port, "/readyz")
-        assert ready_status == 503 and b"nvml is down" in reason
         assert process.process.poll() is None  # still running, no crash loop
     finally:
         code, _ = process.stop()

@@ -265,10 +265,15 @@ def test_reload_applies_new_users_and_keeps_the_last_good_config(
     assert conn(_auth("prometheus", PASSWORD)) == 200
     new_hash = bcrypt.hashpw(b"rotated", bcrypt.gensalt(4)).decode()
     _replace(running.path, f"basic_auth_users:\n  prometheus: {new_hash}\n")
-    assert _wait_for(lambda: conn(_auth("prometheus", "rotated")) == 200)
+    # The reload count comes after the file's fingerprint: the next write cannot be missed.
+    assert _wait_for(lambda: running.watcher.reloads == 1)
+    assert conn(_auth("prometheus", "rotated")) == 200
     assert conn(_auth("prometheus", PASSWORD)) == 401
     _replace(running.path, "basic_auth_users: [broken\n")
-    assert _wait_for(lambda: not running.watcher.last_reload_ok)
+    # last_reload_ok turns False a moment before last_error is set: wait for both.
+    assert _wait_for(
+        lambda: not running.watcher.last_reload_ok and bool(running.watcher.last_error)
+    )
     assert "not valid YAML" in running.watcher.last_error
     assert conn(_auth("prometheus", "rotated")) == 200  # the last good config still applies
     # Turning TLS on by reload: new connections get TLS.

@@ -230,12 +230,18 @@ def test_watcher_reloads_good_files_and_keeps_the_last_good_one(
     first = watcher.active
     assert set(first.config.users) == {"alice"}
     _replace(path, f"basic_auth_users:\n  bob: {HASH}\n  carol: {HASH}\n")
-    assert _wait_for(lambda: set(watcher.active.config.users) == {"bob", "carol"})
+    # Wait for the reload count, not the new config: the watcher puts the config in force,
+    # then fingerprints the file, then counts; a write before the fingerprint would be missed.
+    assert _wait_for(lambda: watcher.reloads == 1)
+    assert set(watcher.active.config.users) == {"bob", "carol"}
     _replace(path, "basic_auth_users:\n  dave: plaintext\n")
-    assert _wait_for(lambda: not watcher.last_reload_ok)
+    # The listener hears of the failure last (after last_reload_ok and last_error are set).
+    assert _wait_for(lambda: events[-1][0] is False)
+    assert not watcher.last_reload_ok
     assert set(watcher.active.config.users) == {"bob", "carol"}  # last good config kept
     assert "basic_auth_users.dave: not a bcrypt hash" in watcher.last_error
-    assert events[0] == (True, "") and events[-1][0] is False
+    assert "basic_auth_users.dave: not a bcrypt hash" in events[-1][1]
+    assert events[0] == (True, "")
     _replace(path, "{}\n")
     assert _wait_for(lambda: watcher.last_reload_ok and not watcher.active.config.users)
     stop.set()
@@ -262,5 +268,7 @@ def test_watcher_picks_up_a_rotated_certificate(
     watcher.start(stop)
     before = watcher.active
     _replace(cert, tls.server.cert.read_bytes() + b"\n")  # same cert, new file: a rotation
-    assert _wait_for(lambda: watcher.active is not before)
+    # `reloads` is counted after the new config is put in force: wait for the count.
+    assert _wait_for(lambda: watcher.reloads >= 1)
+    assert watcher.active is not before
     assert watcher.reloads == 1

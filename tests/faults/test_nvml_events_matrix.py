@@ -96,8 +96,13 @@ def test_event_waiter_fault(
         control.clear_faults()
         monkeypatch.setenv("FAKE_NVML_SCENARIO", SCENARIO)
         waiter.request_reregister()  # what the udev watcher does when the bus changes
-        wait_until(lambda: waiter.registered == 8 and health[-1][0])
-        time.sleep(0.1)  # let a rebuilt event set finish registering before the Xid
+        # The flag is cleared when the rebuild starts, after the old set was freed: from then
+        # on an Xid can only land in the rebuilt set (before, it could land in the old set
+        # just before it is freed, and be lost). registered/health alone can still describe
+        # the old set.
+        wait_until(
+            lambda: not waiter._reregister.is_set() and waiter.registered == 8 and health[-1][0]
+        )
         wait_until(lambda: control.inject_xid(3, 48) > 0 or False, timeout=5.0)
         wait_until(lambda: (pci[3], 48) in xids)
     finally:

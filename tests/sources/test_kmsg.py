@@ -74,13 +74,15 @@ def test_fifo_records_are_counted_live(fifo: Path) -> None:
             writer.write(record(2, xid_line(79, "0f")))
             writer.write(record(3, "NVRM: GPU 0000:0f:00.0: GPU has fallen off the bus."))
             writer.write(record(4, "usb 1-1: new device"))
-        wait_for(lambda: rig.state.total_counted() == 2)
+        # The last record written is the "other" one: once it is read, all four are in (a
+        # wait for two counted Xids could check the 79 before its fallen-off-bus line came).
+        wait_for(lambda: rig.follower.results()["other"] == 1)
+        assert rig.follower.results()["xid"] == 3
+        assert rig.state.total_counted() == 2
         text = exposition(rig.publisher)
         counts = values(text, "nvidia_gpu_xid_errors_total", "gpu", "uuid", "xid")
         assert counts[("0", "GPU-aaaa", "13")] == 1
         assert counts[("1", "GPU-bbbb", "79")] == 1
-        wait_for(lambda: rig.follower.results()["other"] == 1)
-        assert rig.follower.results()["xid"] == 3
     finally:
         rig.close()
     health = rig.publisher.source_health("kmsg")
@@ -91,13 +93,14 @@ def test_fifo_records_are_counted_live(fifo: Path) -> None:
 def test_regular_file_content_is_backlog_and_appended_records_count(tmp_path: Path) -> None:
     path = tmp_path / "kmsg.log"
     usec = int((time.monotonic() - 60) * 1e6)  # a minute ago
+    happened = time.time() - 60  # the same moment on the wall clock
     path.write_bytes(record(1, xid_line(48), usec))
     rig = Rig(str(path))
     try:
         wait_for(lambda: rig.follower.results()["xid"] == 1)
         text = exposition(rig.publisher)
         last = values(text, "nvidia_gpu_xid_last_seen_timestamp_seconds", "gpu", "xid")
-        assert abs(last[("0", "48")] - (time.time() - 60)) < 2.0
+        assert abs(last[("0", "48")] - happened) < 2.0
         assert values(text, "nvidia_gpu_xid_errors_total", "gpu", "xid")[("0", "48")] == 0
         with path.open("ab") as writer:
             writer.write(record(2, xid_line(48)))
@@ -218,8 +221,10 @@ def test_five_megabytes_of_garbage_keep_every_valid_xid(fifo: Path) -> None:
         with open(fifo, "wb", buffering=0) as writer:
             for chunk in garbage_stream(5 * 1024 * 1024, 200, seed=7):
                 writer.write(chunk)
-        wait_for(lambda: rig.state.counted("0000:0f:00", 31) == 200, timeout=60)
-        time.sleep(0.2)  # let the follower drain what is left, then check nothing extra counted
+            # A last valid record (another code) after all the garbage: once it is counted,
+            # the follower has read everything before it.
+            writer.write(b"\n" + record(200, xid_line(43, "0f")))
+        wait_for(lambda: rig.state.counted("0000:0f:00", 43) == 1, timeout=60)
         assert rig.state.counted("0000:0f:00", 31) == 200
         assert rig.state.counted("0000:07:00", 13) == 0  # truncated Xid records never count
     finally:

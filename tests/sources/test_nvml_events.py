@@ -94,8 +94,15 @@ def test_nvml_and_kmsg_reports_of_one_xid_count_once(
     publisher = Publisher(process_metrics=False)
     state = XidState(publisher, lambda: ())
     stop = threading.Event()
+    observed: list[bool] = []  # what state.observe_nvml answered, once it has returned
+
+    def observe_nvml(pci: str, xid: int, gi: int | None, ci: int | None) -> bool:
+        counted = state.observe_nvml(pci, xid, gi, ci)
+        observed.append(counted)
+        return counted
+
     events = NvmlXidEventWaiter(
-        state.observe_nvml,
+        observe_nvml,
         lambda up, d: state.set_input("nvml_events", up, d),
         stop,
         library_path=str(fake_library),
@@ -103,15 +110,17 @@ def test_nvml_and_kmsg_reports_of_one_xid_count_once(
     events.start()
     try:
         wait_for(lambda: events.registered == 8)
-        time.sleep(0.1)
         control.inject_xid(1, 94)
-        wait_for(lambda: state.total_counted() == 1)
+        wait_for(lambda: len(observed) == 1)
+        assert observed == [True]
+        assert state.total_counted() == 1
         assert not state.observe(XidEvent(94, "0000:0f:00"), time.time())  # the kmsg line
         assert state.total_counted() == 1
         assert state.observe(XidEvent(94, "0000:0f:00"), time.time())  # a new Xid 94
         control.inject_xid(1, 94)  # ...and its NVML event
-        wait_for(lambda: events.events == 2)
-        time.sleep(0.05)
+        # events.events counts before the callback runs: wait for the callback's answer.
+        wait_for(lambda: len(observed) == 2)
+        assert observed == [True, False]
         assert state.total_counted() == 2
     finally:
         stop.set()

@@ -211,8 +211,11 @@ def test_stop_cancels_a_hung_call_within_a_second(kubelet, socket_path, stop):
     kubelet.behaviour.hang = threading.Event()
     source, _ = make(socket_path, stop, deadline_seconds=2.0)
     source.start()
-    time.sleep(0.2)  # let the thread enter the call (not a timing assertion)
-    started = time.monotonic()
+    deadline = time.monotonic() + 10
+    while not kubelet.behaviour.calls.get("List") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert kubelet.behaviour.calls.get("List"), "the call never reached the kubelet"
+    started = time.monotonic()  # the thread is inside the hung call now
     stop.set()
     assert source.join(1.0)
     assert time.monotonic() - started < 1.0

@@ -88,14 +88,16 @@ def test_pod_info_and_process_series_on_metrics(node):
     gpus = directory(app)
     gpu0 = gpus[0].uuid
     mig = gpus[6].migs[0]  # 1g.10gb, gi 7, runs pid 10601 in the scenario
+    # Allocatable first: a refresh calls List, then GetAllocatableResources, so any refresh
+    # that sees the new pods (what the test waits for) also sees the new allocatable devices.
+    kubelet.behaviour.allocatable_reply = allocatable_reply(
+        [("nvidia.com/gpu", [g.uuid for g in gpus if not g.migs])]
+    )
     kubelet.behaviour.list_reply = pods_reply(
         ("ml", "train-0", [("trainer", [("nvidia.com/gpu", [gpu0])])]),
         ("infer", "small-0", [("server", [("nvidia.com/mig-1g.10gb", [mig.uuid])])]),
         ("share", "a", [("c", [("nvidia.com/gpu.shared", [f"{gpus[1].uuid}::0"])])]),
         ("share", "b", [("c", [("nvidia.com/gpu.shared", [f"{gpus[1].uuid}::1"])])]),
-    )
-    kubelet.behaviour.allocatable_reply = allocatable_reply(
-        [("nvidia.com/gpu", [g.uuid for g in gpus if not g.migs])]
     )
     text = wait_for(app, 'namespace="infer"')
     assert (

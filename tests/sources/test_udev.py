@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from exporter.model import SourceHealth
 from exporter.publisher import Publisher
 from exporter.sources.udev import PciEvent, UdevWatcher, is_nvidia_gpu
 from tests.xid.expo import exposition, values
@@ -17,18 +18,24 @@ GPU_A = PciEvent("add", "0000:07:00.0", "10DE:20B0", "30200")
 GPU_B = PciEvent("add", "0000:0f:00.0", "10DE:2330", "30000")
 NVSWITCH = PciEvent("add", "0000:c1:00.0", "10DE:22A3", "68000")
 NIC = PciEvent("add", "0000:19:00.0", "15B3:101D", "20000")
+NOT_YET = SourceHealth(up=False)
 
 
 class Injected:
     def __init__(self) -> None:
         self.queue: queue.Queue[PciEvent | None] = queue.Queue()
+        self.handled = 0  # events the watcher finished with (published, hooks called)
 
     def __call__(self, stop: threading.Event) -> Iterator[PciEvent | None]:
         while not stop.is_set():
             try:
-                yield self.queue.get(timeout=0.1)
+                event = self.queue.get(timeout=0.1)
             except queue.Empty:
                 yield None
+                continue
+            yield event
+            # The watcher asks for the next event only once it has handled this one.
+            self.handled += 1
 
 
 def wait_for(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
@@ -62,16 +69,20 @@ def test_add_and_remove_update_the_count_and_trigger_enumeration() -> None:
     )
     watcher.start()
     try:
-        wait_for(lambda: watcher.gpus() == {"0000:07:00"})
+        # The slots change before they are published: wait for the publish (health up).
+        wait_for(lambda: (publisher.source_health("udev") or NOT_YET).up)
+        assert watcher.gpus() == {"0000:07:00"}
         assert values(exposition(publisher), "nvidia_gpu_exporter_pci_gpus") == {(): 1}
         events.queue.put(GPU_B)
-        wait_for(lambda: len(watcher.gpus()) == 2)
+        wait_for(lambda: events.handled == 1)
+        assert watcher.gpus() == {"0000:07:00", "0000:0f:00"}
+        assert changes == ["change"]
         assert values(exposition(publisher), "nvidia_gpu_exporter_pci_gpus") == {(): 2}
         events.queue.put(PciEvent("remove", GPU_A.slot, GPU_A.pci_id, GPU_A.pci_class))
         events.queue.put(PciEvent("bind", GPU_B.slot, GPU_B.pci_id, GPU_B.pci_class))
         events.queue.put(NIC)
-        wait_for(lambda: watcher.gpus() == {"0000:0f:00"})
-        time.sleep(0.05)
+        wait_for(lambda: events.handled == 4)  # all three handled, not only the remove
+        assert watcher.gpus() == {"0000:0f:00"}
         assert changes == ["change", "change"]
         assert added == ["0000:0f:00.0"]
         assert values(exposition(publisher), "nvidia_gpu_exporter_pci_gpus") == {(): 1}
