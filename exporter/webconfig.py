@@ -558,9 +558,8 @@ class WebConfigWatcher:
         self.path = path
         self.check_seconds = check_seconds
         self._listener = listener
-        config = load_web_config(path)  # raises WebConfigError: a startup error
+        config, self._fingerprint = self._load()  # raises WebConfigError: a startup error
         self._active = ActiveWebConfig(config, Authenticator(config.users), time.time())
-        self._fingerprint = _fingerprint(self._watched(config))
         self._failed_fingerprint: tuple[tuple[str, int, int, int], ...] | None = None
         self._settling: tuple[tuple[str, int, int, int], ...] | None = None
         self.last_reload_ok = True
@@ -582,6 +581,21 @@ class WebConfigWatcher:
         files = (self.path,)
         return files + (config.tls.watched_files() if config.tls else ())
 
+    def _load(self) -> tuple[WebConfig, tuple[tuple[str, int, int, int], ...]]:
+        """The config and a fingerprint taken *before* it was read.
+
+        Why this order: a fingerprint taken after the read could already describe a write that
+        landed during the read, and that write would never be loaded. The first load only
+        names the files to fingerprint (the certificates too). If the file changed between the
+        two loads to name other files, the fingerprint is left empty, so the next checks settle
+        and load once more.
+        """
+        fingerprint = _fingerprint(self._watched(load_web_config(self.path)))
+        config = load_web_config(self.path)
+        if tuple(entry[0] for entry in fingerprint) != tuple(map(str, self._watched(config))):
+            fingerprint = ()
+        return config, fingerprint
+
     def check(self) -> bool:
         """Reload if anything changed; returns True when a new config was put in force."""
         current = _fingerprint(self._watched(self._active.config))
@@ -595,17 +609,17 @@ class WebConfigWatcher:
             return False
         self._settling = None
         try:
-            config = load_web_config(self.path)
+            config, fingerprint = self._load()
         except WebConfigError as err:
             self._failed_fingerprint = current
+            self.last_error = str(err)  # before the flag: a reader that sees False finds why
             self.last_reload_ok = False
-            self.last_error = str(err)
             log.error("web_config_reload_failed", path=str(self.path), error=str(err))
             if self._listener is not None:
                 self._listener(False, str(err), self._active.loaded_at)
             return False
         self._active = ActiveWebConfig(config, Authenticator(config.users), time.time())
-        self._fingerprint = _fingerprint(self._watched(config))
+        self._fingerprint = fingerprint
         self._failed_fingerprint = None
         self.last_reload_ok = True
         self.last_error = ""
