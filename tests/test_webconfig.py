@@ -272,3 +272,29 @@ def test_watcher_picks_up_a_rotated_certificate(
     assert _wait_for(lambda: watcher.reloads >= 1)
     assert watcher.active is not before
     assert watcher.reloads == 1
+
+
+def test_a_write_landing_during_a_reload_is_loaded_at_the_next_checks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import exporter.webconfig as webconfig
+
+    path = tmp_path / "web.yml"
+    _replace(path, f"basic_auth_users:\n  alice: {HASH}\n")
+    watcher = WebConfigWatcher(path)
+    real_load = webconfig.load_web_config
+    written: list[str] = []
+
+    def load_then_write(target: Path) -> webconfig.WebConfig:
+        config = real_load(target)
+        if not written and "bob" in config.users:  # the reload has read bob's file...
+            _replace(path, f"basic_auth_users:\n  carol: {HASH}\n")  # ...and carol's lands now
+            written.append("carol")
+        return config
+
+    monkeypatch.setattr(webconfig, "load_web_config", load_then_write)
+    _replace(path, f"basic_auth_users:\n  bob: {HASH}\n")
+    for _ in range(6):  # checks driven by hand: each change settles for one check, then loads
+        watcher.check()
+    assert written == ["carol"]
+    assert set(watcher.active.config.users) == {"carol"}
