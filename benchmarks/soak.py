@@ -316,12 +316,33 @@ class Soak:
         for thread in threads:
             thread.join(10)
         self.faults.clear()
-        time.sleep(2.5)  # faults cleared, last Xids published, GPUs answering again
-        final_text = http_get(self.port, "/metrics")[1].decode() if not exited_early else ""
+        final_text = self.settled_metrics() if not exited_early else ""
         final_rss, final_threads = proc_status(self.process.pid) if not exited_early else (0, 0)
         counted = self.counted_xids(final_text)
         code, stop_seconds = self.stop_exporter()
         return self.verdict(warmup, final_rss, final_threads, counted, code, stop_seconds)
+
+    def settled_metrics(self, timeout: float = 20.0) -> str:
+        """/metrics once the cleared faults are gone: NVML up and not stalled, every GPU up.
+
+        Why wait for it rather than a fixed time: a slow-call fault (up to 2.5 s) injected just
+        before the clear may still be running, and the final checks and SIGTERM must not
+        measure it.
+        """
+        deadline = time.monotonic() + timeout
+        text = ""
+        while time.monotonic() < deadline:
+            text = http_get(self.port, "/metrics")[1].decode()
+            settled = (
+                'nvidia_gpu_exporter_source_up{source="nvml"} 1' in text
+                and 'nvidia_gpu_exporter_source_stalled{source="nvml"} 0' in text
+                and re.search(r"^nvidia_gpu_up\{[^}]*\} 0", text, re.MULTILINE) is None
+            )
+            if settled:
+                time.sleep(0.5)  # and one more moment for the last Xids to be published
+                return http_get(self.port, "/metrics")[1].decode()
+            time.sleep(0.1)
+        return text
 
     def counted_xids(self, text: str) -> Counter[tuple[str, str]]:
         counted: Counter[tuple[str, str]] = Counter()
