@@ -25,3 +25,18 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         for nodeid in _skipped:
             print(f"  SKIPPED {nodeid}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(autouse=True)
+def _fake_driver_environment_is_per_test() -> object:
+    """Undo what a test (or --simulate, in-process) left in the fake driver's FAKE_NVML_* env.
+
+    The fake driver reads these at nvmlInit, and one pytest process runs every test: without
+    this, a scenario or faults file chosen by one test would quietly apply to the next.
+    """
+    saved = {name: value for name, value in os.environ.items() if name.startswith("FAKE_NVML")}
+    yield
+    for name in [name for name in os.environ if name.startswith("FAKE_NVML")]:
+        if name not in saved:
+            del os.environ[name]
+    os.environ.update(saved)
