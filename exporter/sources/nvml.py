@@ -864,7 +864,8 @@ def _package_version() -> str:
 # NVML Xid event waiter (issue 3, Xid errors and lost GPUs; owner: the Xid work, docs/xid.md)
 # =============================================================================================
 
-XID_EVENT_WAIT_MS = 500  # bounds how long a stop request waits; events wake the wait at once
+# Bounds how long a stop request waits (half the 0.5 s join it gets); an event wakes it at once.
+XID_EVENT_WAIT_MS = 250
 XID_EVENT_RETRY_SECONDS = 5.0
 XidEventCallback = Callable[[str, int, int | None, int | None], object]
 HealthCallback = Callable[[bool, str], None]
