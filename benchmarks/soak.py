@@ -94,10 +94,19 @@ class Stats:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def port_from_log(path: Path) -> int:
+    """The port an exporter started on `127.0.0.1:0` bound, from its exporter_started line."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return 0
+    for line in lines:
+        if '"exporter_started"' in line:
+            try:
+                return int(json.loads(line)["port"])
+            except (ValueError, KeyError):
+                return 0
+    return 0
 
 
 def http_get(port: int, path: str, timeout: float = 10.0) -> tuple[int, bytes]:
@@ -150,7 +159,7 @@ class Soak:
         self.faults = FaultFile(self.tmp / "faults")
         self.fifo = self.tmp / "kmsg"
         os.mkfifo(self.fifo)
-        self.port = free_port()
+        self.port = 0  # bound by the exporter on :0, read from its log
         self.log_path = self.tmp / "exporter.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.gpus: dict[str, str] = {}  # gpu index -> pci bus id
@@ -168,7 +177,7 @@ class Soak:
                 "exporter",
                 "--simulate",
                 "--collection.interval=1s",
-                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--web.listen-address=127.0.0.1:0",  # no window for another to take it
                 f"--path.kmsg={self.fifo}",
                 "--path.pod-resources-socket=/nonexistent/kubelet.sock",
                 "--collector.udev=false",
@@ -181,6 +190,10 @@ class Soak:
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
+            self.port = self.port or port_from_log(self.log_path)
+            if not self.port:
+                time.sleep(0.05)
+                continue
             try:
                 if http_get(self.port, "/readyz")[0] == 200:
                     break

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,12 +27,6 @@ def require_tool(name: str) -> str:
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def http_get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
@@ -42,11 +38,17 @@ def http_get(port: int, path: str, headers: dict[str, str] | None = None) -> tup
 
 
 class ExporterProcess:
-    """`python -m exporter` in a subprocess, on a free port, stopped with SIGTERM."""
+    """`python -m exporter` in a subprocess, stopped with SIGTERM.
+
+    It listens on port 0 and the test learns the port from its `exporter_started` log line:
+    a port picked free here could be taken by someone else before the child binds it.
+    """
 
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"exporter-{self.port}.log"
+        self.port = 0  # known once wait_http() has read it from the log
+        handle, name = tempfile.mkstemp(prefix="exporter-", suffix=".log")
+        os.close(handle)
+        self.log_path = Path(name)
         self._log = self.log_path.open("wb")
         self.started = time.monotonic()
         self.process = subprocess.Popen(
@@ -54,7 +56,7 @@ class ExporterProcess:
                 sys.executable,
                 "-m",
                 "exporter",
-                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--web.listen-address=127.0.0.1:0",
                 *args,
             ],
             stdout=self._log,
@@ -62,11 +64,23 @@ class ExporterProcess:
             env={**os.environ, **(env or {})},
         )
 
+    def _port_from_log(self) -> int:
+        for line in self.log().splitlines():
+            if '"exporter_started"' in line:
+                with contextlib.suppress(ValueError):
+                    return int(json.loads(line)["port"])
+        return 0
+
     def wait_http(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise AssertionError(f"exporter exited early:\n{self.log()}")
+            if not self.port:
+                self.port = self._port_from_log()
+                if not self.port:
+                    time.sleep(0.02)
+                    continue
             try:
                 http_get(self.port, "/healthz")
                 return
