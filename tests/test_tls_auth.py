@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import http.client
-import os
 import socket
 import ssl
 import subprocess
@@ -24,19 +23,10 @@ from exporter.publisher import Publisher
 from exporter.server import ExporterHTTPServer, ServerLimits
 from exporter.webconfig import WebConfigWatcher
 from tests.fixtures.tls.certs import Pair, TlsFiles, generate
+from tests.tools import replace_file
 
 PASSWORD = "correct horse"
 HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()
-
-
-def _replace(path: Path, content: str | bytes) -> None:
-    """Write like Kubernetes and editors do: a new file renamed over the old one."""
-    temporary = path.with_name(path.name + ".tmp")
-    if isinstance(content, bytes):
-        temporary.write_bytes(content)
-    else:
-        temporary.write_text(content)
-    os.replace(temporary, path)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +50,7 @@ def start(tmp_path: Path) -> Iterator[Callable[[str], Running]]:
 
     def _start(text: str) -> Running:
         path = tmp_path / "web.yml"
-        _replace(path, text)
+        replace_file(path, text)
         watcher = WebConfigWatcher(path, check_seconds=0.05)
         watcher.start(stop)
         publisher = Publisher(process_metrics=False)
@@ -264,12 +254,12 @@ def test_reload_applies_new_users_and_keeps_the_last_good_config(
     conn = lambda headers: _plain_get(running.port, headers)  # noqa: E731
     assert conn(_auth("prometheus", PASSWORD)) == 200
     new_hash = bcrypt.hashpw(b"rotated", bcrypt.gensalt(4)).decode()
-    _replace(running.path, f"basic_auth_users:\n  prometheus: {new_hash}\n")
+    replace_file(running.path, f"basic_auth_users:\n  prometheus: {new_hash}\n")
     # The reload count comes after the file's fingerprint: the next write cannot be missed.
     assert _wait_for(lambda: running.watcher.reloads == 1)
     assert conn(_auth("prometheus", "rotated")) == 200
     assert conn(_auth("prometheus", PASSWORD)) == 401
-    _replace(running.path, "basic_auth_users: [broken\n")
+    replace_file(running.path, "basic_auth_users: [broken\n")
     # last_reload_ok turns False a moment before last_error is set: wait for both.
     assert _wait_for(
         lambda: not running.watcher.last_reload_ok and bool(running.watcher.last_error)
@@ -277,7 +267,7 @@ def test_reload_applies_new_users_and_keeps_the_last_good_config(
     assert "not valid YAML" in running.watcher.last_error
     assert conn(_auth("prometheus", "rotated")) == 200  # the last good config still applies
     # Turning TLS on by reload: new connections get TLS.
-    _replace(running.path, _server_tls(tls))
+    replace_file(running.path, _server_tls(tls))
     assert _wait_for(lambda: running.watcher.active.config.tls is not None)
     assert _https(running.port, _client_context(tls))[0] == 200
 
@@ -295,7 +285,7 @@ def _plain_get(port: int, headers: dict[str, str]) -> int:
 
 def test_a_broken_file_at_start_exits_2_naming_the_problem(tmp_path: Path) -> None:
     path = tmp_path / "web.yml"
-    _replace(path, "basic_auth_users:\n  alice: not-a-hash\n")
+    replace_file(path, "basic_auth_users:\n  alice: not-a-hash\n")
     result = subprocess.run(
         [sys.executable, "-m", "exporter", f"--web.config.file={path}"],
         capture_output=True,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import os
 import ssl
 import threading
 import time
@@ -24,18 +23,9 @@ from exporter.webconfig import (
     parse_web_config,
 )
 from tests.fixtures.tls.certs import TlsFiles, generate
+from tests.tools import replace_file
 
 HASH = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)).decode()
-
-
-def _replace(path: Path, content: str | bytes) -> None:
-    """Write like Kubernetes and editors do: a new file renamed over the old one."""
-    temporary = path.with_name(path.name + ".tmp")
-    if isinstance(content, bytes):
-        temporary.write_bytes(content)
-    else:
-        temporary.write_text(content)
-    os.replace(temporary, path)
 
 
 @pytest.fixture(scope="module")
@@ -222,19 +212,19 @@ def test_watcher_reloads_good_files_and_keeps_the_last_good_one(
     tmp_path: Path, stop: threading.Event
 ) -> None:
     path = tmp_path / "web.yml"
-    _replace(path, f"basic_auth_users:\n  alice: {HASH}\n")
+    replace_file(path, f"basic_auth_users:\n  alice: {HASH}\n")
     events: list[tuple[bool, str]] = []
     watcher = WebConfigWatcher(path, check_seconds=0.05)
     watcher.set_listener(lambda ok, error, _at: events.append((ok, error)))
     watcher.start(stop)
     first = watcher.active
     assert set(first.config.users) == {"alice"}
-    _replace(path, f"basic_auth_users:\n  bob: {HASH}\n  carol: {HASH}\n")
+    replace_file(path, f"basic_auth_users:\n  bob: {HASH}\n  carol: {HASH}\n")
     # Wait for the reload count, not the new config: the watcher puts the config in force,
     # then fingerprints the file, then counts; a write before the fingerprint would be missed.
     assert _wait_for(lambda: watcher.reloads == 1)
     assert set(watcher.active.config.users) == {"bob", "carol"}
-    _replace(path, "basic_auth_users:\n  dave: plaintext\n")
+    replace_file(path, "basic_auth_users:\n  dave: plaintext\n")
     # The listener hears of the failure last (after last_reload_ok and last_error are set).
     assert _wait_for(lambda: events[-1][0] is False)
     assert not watcher.last_reload_ok
@@ -242,7 +232,7 @@ def test_watcher_reloads_good_files_and_keeps_the_last_good_one(
     assert "basic_auth_users.dave: not a bcrypt hash" in watcher.last_error
     assert "basic_auth_users.dave: not a bcrypt hash" in events[-1][1]
     assert events[0] == (True, "")
-    _replace(path, "{}\n")
+    replace_file(path, "{}\n")
     assert _wait_for(lambda: watcher.last_reload_ok and not watcher.active.config.users)
     stop.set()
     watcher.join(1.0)
@@ -250,7 +240,7 @@ def test_watcher_reloads_good_files_and_keeps_the_last_good_one(
 
 def test_watcher_start_refuses_a_broken_file(tmp_path: Path) -> None:
     path = tmp_path / "web.yml"
-    _replace(path, "tls_server_config:\n  cert_file: missing.crt\n  key_file: missing.key\n")
+    replace_file(path, "tls_server_config:\n  cert_file: missing.crt\n  key_file: missing.key\n")
     with pytest.raises(WebConfigError, match="cert_file"):
         WebConfigWatcher(path)
     with pytest.raises(WebConfigError, match="cannot read"):
@@ -263,11 +253,13 @@ def test_watcher_picks_up_a_rotated_certificate(
     cert = tmp_path / "server.crt"
     cert.write_bytes(tls.server.cert.read_bytes())
     path = tmp_path / "web.yml"
-    _replace(path, f"tls_server_config:\n  cert_file: server.crt\n  key_file: {tls.server.key}\n")
+    replace_file(
+        path, f"tls_server_config:\n  cert_file: server.crt\n  key_file: {tls.server.key}\n"
+    )
     watcher = WebConfigWatcher(path, check_seconds=0.05)
     watcher.start(stop)
     before = watcher.active
-    _replace(cert, tls.server.cert.read_bytes() + b"\n")  # same cert, new file: a rotation
+    replace_file(cert, tls.server.cert.read_bytes() + b"\n")  # same cert, new file: a rotation
     # `reloads` is counted after the new config is put in force: wait for the count.
     assert _wait_for(lambda: watcher.reloads >= 1)
     assert watcher.active is not before
@@ -280,7 +272,7 @@ def test_a_write_landing_during_a_reload_is_loaded_at_the_next_checks(
     import exporter.webconfig as webconfig
 
     path = tmp_path / "web.yml"
-    _replace(path, f"basic_auth_users:\n  alice: {HASH}\n")
+    replace_file(path, f"basic_auth_users:\n  alice: {HASH}\n")
     watcher = WebConfigWatcher(path)
     real_load = webconfig.load_web_config
     written: list[str] = []
@@ -288,12 +280,12 @@ def test_a_write_landing_during_a_reload_is_loaded_at_the_next_checks(
     def load_then_write(target: Path) -> webconfig.WebConfig:
         config = real_load(target)
         if not written and "bob" in config.users:  # the reload has read bob's file...
-            _replace(path, f"basic_auth_users:\n  carol: {HASH}\n")  # ...and carol's lands now
+            replace_file(path, f"basic_auth_users:\n  carol: {HASH}\n")  # ...and carol's lands now
             written.append("carol")
         return config
 
     monkeypatch.setattr(webconfig, "load_web_config", load_then_write)
-    _replace(path, f"basic_auth_users:\n  bob: {HASH}\n")
+    replace_file(path, f"basic_auth_users:\n  bob: {HASH}\n")
     for _ in range(6):  # checks driven by hand: each change settles for one check, then loads
         watcher.check()
     assert written == ["carol"]

@@ -120,3 +120,13 @@ class ExporterProcess:
         if not self._log.closed:
             self._log.flush()
         return self.log_path.read_text(errors="replace")
+
+
+def replace_file(path: Path, content: str | bytes) -> None:
+    """Write like Kubernetes and editors do: a new file renamed over the old one."""
+    temporary = path.with_name(path.name + ".tmp")
+    if isinstance(content, bytes):
+        temporary.write_bytes(content)
+    else:
+        temporary.write_text(content)
+    os.replace(temporary, path)
