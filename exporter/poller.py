@@ -16,6 +16,7 @@ import structlog
 
 from exporter.model import SampleMap, SourceHealth
 from exporter.publisher import Publisher
+from exporter.worker import ThreadWorker
 
 log = structlog.get_logger(__name__)
 
@@ -44,7 +45,7 @@ class PolledSource(Protocol):
         """Release the foreign resource; must not raise."""
 
 
-class Poller:
+class Poller(ThreadWorker):
     """Runs one source every `interval` seconds in its own thread and publishes the result."""
 
     def __init__(
@@ -69,15 +70,6 @@ class Poller:
         self._first_done = on_first_collection
         self._thread = threading.Thread(target=self._run, name=f"poll-{source.name}", daemon=True)
         publisher.register(source.name, stall_after or max(3 * interval, STALL_FLOOR_SECONDS))
-
-    def start(self) -> None:
-        """Start the poll thread."""
-        self._thread.start()
-
-    def join(self, timeout: float) -> bool:
-        """Wait for the thread to end; False if it is still inside a (hung) call."""
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
 
     def close_source(self) -> None:
         """Release the source, only after the thread has ended (no call in flight)."""

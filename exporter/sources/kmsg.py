@@ -36,6 +36,7 @@ import structlog
 from exporter import metrics
 from exporter.model import SampleBuilder, SourceHealth
 from exporter.publisher import Publisher
+from exporter.worker import ThreadWorker
 from exporter.xid.parser import GpuUuidHint, KmsgRecord, XidParser, parse_record, unescape
 from exporter.xid.state import XidState
 
@@ -201,7 +202,7 @@ def open_reader(path: str) -> Reader:
     raise OSError(errno.EINVAL, f"{path} is not a character device, FIFO or regular file")
 
 
-class KmsgFollower:
+class KmsgFollower(ThreadWorker):
     """Follows the kernel log and feeds every Xid to `XidState`; one thread."""
 
     name = SOURCE_NAME
@@ -233,17 +234,6 @@ class KmsgFollower:
         self._errors = 0
         self._thread = threading.Thread(target=self._run, name="kmsg", daemon=True)
         publisher.register(SOURCE_NAME, stall_after=float("inf"))
-
-    # -- lifecycle -----------------------------------------------------------------------
-
-    def start(self) -> None:
-        """Start the follower thread."""
-        self._thread.start()
-
-    def join(self, timeout: float) -> bool:
-        """Wait for the thread to end; False if it is still running."""
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
 
     @property
     def lost_records(self) -> int:

@@ -38,6 +38,7 @@ from exporter.model import (
 )
 from exporter.poller import SourceUnavailableError
 from exporter.sources import nvml_fields as fields
+from exporter.worker import ThreadWorker
 
 log = structlog.get_logger(__name__)
 
@@ -871,7 +872,7 @@ XidEventCallback = Callable[[str, int, int | None, int | None], object]
 HealthCallback = Callable[[bool, str], None]
 
 
-class NvmlXidEventWaiter:
+class NvmlXidEventWaiter(ThreadWorker):
     """Waits for NVML XidCriticalError events on every physical GPU, in its own thread.
 
     Why a second Xid source: the kernel log may not be readable (no CAP_SYSLOG, no /dev/kmsg
@@ -907,15 +908,6 @@ class NvmlXidEventWaiter:
         self._thread = threading.Thread(target=self._run, name="nvml-events", daemon=True)
         self.registered = 0
         self.events = 0
-
-    def start(self) -> None:
-        """Start the waiter thread."""
-        self._thread.start()
-
-    def join(self, timeout: float) -> bool:
-        """Wait for the thread to end; False if it is still inside a call."""
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
 
     def request_reregister(self) -> None:
         """GPUs appeared or disappeared: build the event set again."""

@@ -36,6 +36,7 @@ from exporter.model import SourceHealth
 from exporter.publisher import Publisher
 from exporter.sources._pb import podresources_v1_pb2 as pb
 from exporter.sources._pb import podresources_v1_pb2_grpc as pb_grpc
+from exporter.worker import ThreadWorker
 
 log = structlog.get_logger(__name__)
 
@@ -97,7 +98,7 @@ def to_view(
     return KubeletView(pods=pods, allocatable=groups)
 
 
-class PodResourcesSource:
+class PodResourcesSource(ThreadWorker):
     """Refreshes the kubelet view every `refresh_seconds` in its own thread."""
 
     name = SOURCE_NAME
@@ -141,16 +142,8 @@ class PodResourcesSource:
             return None
         return held[1]
 
-    # -- lifecycle -----------------------------------------------------------------------
-
-    def start(self) -> None:
-        """Start the refresh thread."""
-        self._thread.start()
-
-    def join(self, timeout: float) -> bool:
-        """Wait for the thread; a call in flight is cancelled within ~50 ms of the stop event."""
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+    # -- lifecycle (start/join from ThreadWorker; a call in flight is cancelled within ~50 ms
+    # of the stop event, so join returns promptly) -----------------------------------------
 
     def close(self) -> None:
         """Close the channel (once, at exit)."""

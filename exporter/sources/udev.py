@@ -23,6 +23,7 @@ import structlog
 from exporter import metrics
 from exporter.model import SampleBuilder, SourceHealth
 from exporter.publisher import Publisher
+from exporter.worker import ThreadWorker
 from exporter.xid.parser import normalize_pci
 
 log = structlog.get_logger(__name__)
@@ -91,7 +92,7 @@ def pyudev_events(stop: threading.Event) -> Iterator[PciEvent | None]:
         )
 
 
-class UdevWatcher:
+class UdevWatcher(ThreadWorker):
     """Keeps the set of NVIDIA GPUs on the PCI bus and tells the others when it changes."""
 
     name = SOURCE_NAME
@@ -119,15 +120,6 @@ class UdevWatcher:
         self._errors = 0
         self._thread = threading.Thread(target=self._run, name="udev", daemon=True)
         publisher.register(SOURCE_NAME, stall_after=float("inf"))
-
-    def start(self) -> None:
-        """Start the watcher thread."""
-        self._thread.start()
-
-    def join(self, timeout: float) -> bool:
-        """Wait for the thread to end; False if it is still running."""
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
 
     def gpus(self) -> frozenset[str]:
         """PCI slots (normalised) of the NVIDIA GPUs on the bus now."""
