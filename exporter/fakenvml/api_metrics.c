@@ -418,7 +418,7 @@ FK_API nvmlReturn_t nvmlDeviceGetRemappedRows(nvmlDevice_t device, unsigned int 
     FK_DEV_BEGIN(device, c);
     if (!corrRows || !uncRows || !isPending || !failureOccurred) FK_RET(NVML_ERROR_INVALID_ARGUMENT);
     FK_PHYS_ONLY(c);
-    if (!c.g->row_remapping || c.g->mig_current) FK_RET(NVML_ERROR_NOT_SUPPORTED);
+    if (!c.g->row_remapping || fk_mig_instances_active(c.g)) FK_RET(NVML_ERROR_NOT_SUPPORTED);
     *corrRows = c.g->remap_cor;
     *uncRows = c.g->remap_unc;
     *isPending = c.g->remap_pending;
@@ -431,7 +431,7 @@ FK_API nvmlReturn_t nvmlDeviceGetRowRemapperHistogram(nvmlDevice_t device, nvmlR
     FK_DEV_BEGIN(device, c);
     FK_NULLCHK(values);
     FK_PHYS_ONLY(c);
-    if (!c.g->row_remapping || c.g->mig_current) FK_RET(NVML_ERROR_NOT_SUPPORTED);
+    if (!c.g->row_remapping || fk_mig_instances_active(c.g)) FK_RET(NVML_ERROR_NOT_SUPPORTED);
     values->max = c.g->remap_hist[0];
     values->high = c.g->remap_hist[1];
     values->partial = c.g->remap_hist[2];
@@ -761,7 +761,7 @@ static nvmlReturn_t field(const fk_ctx *c, nvmlFieldValue_t *v, double t)
     case NVML_FI_DEV_REMAPPED_UNC:
     case NVML_FI_DEV_REMAPPED_PENDING:
     case NVML_FI_DEV_REMAPPED_FAILURE:
-        if (!g->row_remapping || g->mig_current) return NVML_ERROR_NOT_SUPPORTED;
+        if (!g->row_remapping || fk_mig_instances_active(g)) return NVML_ERROR_NOT_SUPPORTED;
         set_uint(v, id == NVML_FI_DEV_REMAPPED_COR ? g->remap_cor : id == NVML_FI_DEV_REMAPPED_UNC ? g->remap_unc
                   : id == NVML_FI_DEV_REMAPPED_PENDING ? g->remap_pending : g->remap_failure);
         return NVML_SUCCESS;

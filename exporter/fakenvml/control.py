@@ -253,6 +253,15 @@ class FaultFile:
         self._add(f"{line} id={token}")
         return token
 
+    def reset(self, gpu: int | None, event_id: str | None = None) -> str:
+        """``reset <gpu|*> id=<token>``: a GPU reset; a GPU that fell off the bus answers again.
+
+        Like ``xid``, each token acts once per process lifetime; returns the token.
+        """
+        token = event_id or f"r{os.getpid()}-{next(self._ids)}"
+        self._add(f"reset {self._gpu(gpu)} id={token}")
+        return token
+
     def time(self, seconds: float | None) -> FaultFile:
         """``time <seconds>`` freezes the scenario clock; ``None`` removes the line."""
         self.lines = [x for x in self.lines if not x.startswith("time ")]

@@ -63,6 +63,7 @@ static int push(struct nvmlEventSet_st *s, const nvmlEventData_t *e)
 int fk_inject_xid_locked(int gpu, unsigned long long xid, unsigned int gi, unsigned int ci)
 {
     int delivered = 0;
+    if (xid == 79) fk_set_fallen_locked(gpu, 1); /* fell off the bus: GPU_IS_LOST from now on */
     for (struct nvmlEventSet_st *s = sets; s; s = s->next) {
         int want = 0;
         if (gpu >= 0) want = (s->mask[gpu] & nvmlEventTypeXidCriticalError) != 0;

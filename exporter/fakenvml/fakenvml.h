@@ -219,6 +219,15 @@ nvmlReturn_t fk_init_fault_locked(const char *fn); /* injected init failure, loc
 void fk_faults_init_locked(void);   /* reads FAKE_NVML_FAULTS at nvmlInit */
 int fk_field_fault_locked(int gpu, unsigned int field, int *ret);
 int fk_gpu_lost_locked(int gpu);
+void fk_set_fallen_locked(int gpu, int value);
+/* NVML reports row remapping NOT_SUPPORTED on a MIG-enabled GPU only while it has instances. */
+static inline int fk_mig_instances_active(const fk_gpu *g)
+{
+    if (!g->mig_current) return 0;
+    for (int m = 0; m < FK_MAX_MIG; m++)
+        if (g->mig[m].present) return 1;
+    return 0;
+}
 int fk_unsupported_locked(const fk_gpu *g, const char *fn);
 int fk_name_matches(const char *pattern, const char *fn);
 

@@ -38,6 +38,9 @@ static int n_file;
 static int ctl_lost[FK_MAX_GPUS];
 static int file_lost[FK_MAX_GPUS];
 static int file_lost_all;
+/* Set by an injected Xid 79: like the real driver, a GPU that fell off the bus answers every
+ * call with GPU_IS_LOST until it is reset (a `reset` line, or fakeNvmlSetGpuLost(gpu, 0)). */
+static int fallen[FK_MAX_GPUS];
 
 static char faults_path[4096];
 static double last_poll = -1;
@@ -132,7 +135,15 @@ int fk_field_fault_locked(int gpu, unsigned int field, int *ret)
 int fk_gpu_lost_locked(int gpu)
 {
     if (gpu < 0 || gpu >= FK_MAX_GPUS) return 0;
-    return ctl_lost[gpu] || file_lost[gpu] || file_lost_all;
+    return ctl_lost[gpu] || file_lost[gpu] || file_lost_all || fallen[gpu];
+}
+
+void fk_set_fallen_locked(int gpu, int value)
+{
+    if (gpu < 0)
+        for (int i = 0; i < FK_MAX_GPUS; i++) fallen[i] = value;
+    else if (gpu < FK_MAX_GPUS)
+        fallen[gpu] = value;
 }
 
 int fk_unsupported_locked(const fk_gpu *g, const char *fn)
@@ -264,8 +275,16 @@ static void reload_file_locked(void)
                 if (n_xid_ids < MAX_XID_IDS) xid_ids[n_xid_ids++] = strdup(id);
                 fk_inject_xid_locked(gpu, code, gi, ci);
             }
+        } else if (!strcmp(tok[0], "reset")) {
+            int gpu;
+            if (n != 3 || parse_gpu(tok[1], &gpu) || strncmp(tok[2], "id=", 3) || !tok[2][3])
+                why = "expected: reset <gpu|*> id=<token>";
+            else if (!xid_id_seen(tok[2] + 3)) {
+                if (n_xid_ids < MAX_XID_IDS) xid_ids[n_xid_ids++] = strdup(tok[2] + 3);
+                fk_set_fallen_locked(gpu, 0);
+            }
         } else {
-            why = "unknown directive (fault, lost, xid, time)";
+            why = "unknown directive (fault, lost, xid, reset, time)";
         }
         if (why) fk_log("fake NVML: %s:%d: ignored: %s", faults_path, lineno, why);
     }
@@ -428,6 +447,7 @@ FK_API void fakeNvmlClearFaults(void)
     pthread_mutex_lock(&fk_lock);
     n_ctl = 0;
     memset(ctl_lost, 0, sizeof ctl_lost);
+    memset(fallen, 0, sizeof fallen);
     pthread_mutex_unlock(&fk_lock);
 }
 
@@ -439,6 +459,7 @@ FK_API int fakeNvmlSetGpuLost(int gpu, int lost)
         for (int i = 0; i < FK_MAX_GPUS; i++) ctl_lost[i] = lost != 0;
     else
         ctl_lost[gpu] = lost != 0;
+    if (!lost) fk_set_fallen_locked(gpu, 0); /* bringing a GPU back is a reset */
     pthread_mutex_unlock(&fk_lock);
     return 0;
 }

@@ -858,6 +858,14 @@ fk_scenario *fk_scenario_load(const char *path, char *err, size_t errlen)
             goto fail;
         }
     }
+    /* A simulated node's identity and driver: several fake nodes from one scenario must not
+     * share UUIDs and serials, and a fleet test needs one node on another driver version. */
+    const char *node = getenv("FAKE_NVML_NODE");
+    const char *driver = getenv("FAKE_NVML_DRIVER_VERSION");
+    if (driver && *driver) {
+        snprintf(s->driver_version, sizeof s->driver_version, "%s", driver);
+        snprintf(s->nvml_version, sizeof s->nvml_version, "12.%s", driver);
+    }
     for (unsigned int g = 0; g < FK_MAX_GPUS; g++) gpu_defaults(&s->gpus[g]);
 
     /* Pass 2: GPU sections, in file order, to each GPU they select. */
@@ -882,7 +890,8 @@ fk_scenario *fk_scenario_load(const char *path, char *err, size_t errlen)
     for (unsigned int i = 0; i < s->gpu_count; i++) {
         fk_gpu *g = &s->gpus[i];
         char seedbuf[160];
-        snprintf(seedbuf, sizeof seedbuf, "%s/%u/%s", g->uuid_seed[0] ? g->uuid_seed : s->name, i, g->name);
+        snprintf(seedbuf, sizeof seedbuf, "%s%s%s/%u/%s", node && *node ? node : "", node && *node ? "/" : "",
+                 g->uuid_seed[0] ? g->uuid_seed : s->name, i, g->name);
         uint64_t seed = hash_str(seedbuf, 0);
         if (!g->uuid[0]) make_uuid(g->uuid, sizeof g->uuid, "GPU-", seed);
         if (!g->serial[0])

@@ -49,10 +49,10 @@ def test_xid_delivered_exactly_once(nvml: InitFn, ctl: FakeNvmlControl) -> None:
     nvml("a100-mig")
     es = _register(0, 1, 7)
     other = _register(2)
-    assert ctl.inject_xid(7, 79) == 1  # only the set that covers GPU 7
+    assert ctl.inject_xid(7, 48) == 1  # only the set that covers GPU 7
     data = pynvml.nvmlEventSetWait(es, 1000)
     assert data.eventType == XID
-    assert data.eventData == 79
+    assert data.eventData == 48
     assert pynvml.nvmlDeviceGetIndex(data.device) == 7
     assert data.gpuInstanceId == NOT_ATTRIBUTED
     assert data.computeInstanceId == NOT_ATTRIBUTED
