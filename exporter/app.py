@@ -98,7 +98,9 @@ class Application:
             thread.start()
         if self.web is not None:
             self.web.set_listener(self._web_config_state)
-            self.web.start(self.stop_event)
+            self.web.start(
+                self.stop_event, on_checked=lambda: self.publisher.heartbeat("web_config")
+            )
         self.poller.start()
         self.xid.start()
         self.attribution.start()

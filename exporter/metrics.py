@@ -78,7 +78,11 @@ INFO = Family(
     "identity",
 )
 UP = _gpu(
-    "up", "gauge", "1 if the GPU answered NVML in the last collection, 0 if it is lost.", "identity"
+    "up",
+    "gauge",
+    "1 if the GPU answered NVML in the last collection and has not fallen off the bus since; "
+    "while 0 its value series are absent.",
+    "identity",
 )
 
 # Utilization
@@ -326,7 +330,9 @@ SOURCE_DURATION = _self(
 SOURCE_LAST_SUCCESS = _self(
     "source_last_success_timestamp_seconds",
     "gauge",
-    "Unix time of the source's last successful collection.",
+    "Unix time the source last proved working: its last successful collection, or for an "
+    "event source (kmsg, nvml_events, xid, udev, web_config) its last completed wait; within "
+    "seconds of now while it works.",
     "source",
 )
 SOURCE_STALLED = _self(
@@ -336,7 +342,10 @@ SOURCE_STALLED = _self(
     "source",
 )
 COLLECTIONS = _self(
-    "collections_total", "counter", "Collections attempted by the source.", "source"
+    "collections_total",
+    "counter",
+    "Collections attempted by the source; for an event source, wait cycles completed.",
+    "source",
 )
 COLLECTION_ERRORS = _self(
     "collection_errors_total",
@@ -409,7 +418,8 @@ XID_INFO = Family(
     "nvidia_gpu_xid_info",
     "gauge",
     "NVIDIA's Xid catalog, always 1: name, category, severity (critical, warning, info) and "
-    "recommended action per code; join on xid.",
+    "recommended action per code. Every node exports it: join on xid through a "
+    "fleet-deduplicated recording rule (alerts/rules).",
     ("xid", "name", "category", "severity", "action"),
     "xid",
 )
@@ -423,8 +433,8 @@ RECOVERY_ACTION = _gpu(
 FALLEN_OFF_BUS = _gpu(
     "fallen_off_bus",
     "gauge",
-    "1 if the GPU fell off the bus (Xid 79 or the driver's fallen-off-bus text since start) or "
-    "NVML reports it lost, else 0.",
+    "1 if NVML reports the GPU lost, or the driver said it fell off the bus (Xid 79 or its "
+    "fallen-off-bus text) and NVML has not answered for it again after a reset; else 0.",
     "xid",
 )
 XID_EVENTS = _self(
@@ -441,7 +451,8 @@ XID_DUPLICATES = _self(
 KMSG_RECORDS = _self(
     "kmsg_records_total",
     "counter",
-    "Kernel log records read, by result: xid (an Xid or fallen-off-bus), other, malformed.",
+    "Kernel log records read, by result: xid (an Xid or fallen-off-bus), other, malformed, "
+    "unframed (no kmsg header), unparsed_xid (an NVRM Xid line the parser could not read).",
     "result",
 )
 KMSG_RECORDS_LOST = _self(

@@ -68,6 +68,8 @@ class SourceState:
     health: SourceHealth = field(default_factory=lambda: SourceHealth(up=False))
     busy_since: float | None = None
     stall_after: float = 30.0
+    heartbeat_at: float | None = None  # wall time of the last completed wait (event sources)
+    heartbeats: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +94,7 @@ class GpuIdentity:
     pci_bus_id: str
     minor_number: int | None = None
     migs: tuple[MigIdentity, ...] = ()
-    lost: bool = False
+    lost: bool = False  # NVML reports it lost, or the driver said it fell off the bus
 
 
 @dataclass(frozen=True, slots=True)

@@ -91,6 +91,22 @@ class Publisher:
             state.busy_since = None
             self._bump()
 
+    def heartbeat(self, *sources: str) -> None:
+        """An event source finished one wait cycle: it is alive, whether or not events came.
+
+        Why not a publish: event sources wake several times a second and a publish renders
+        the whole exposition. A heartbeat only stamps the time; the periodic render (at least
+        every `refresh_seconds`) shows it as `source_last_success_timestamp_seconds`, and
+        `collections_total` counts the cycles. So one freshness rule holds for every source:
+        the timestamp stays within seconds of now while the source works.
+        """
+        now = time.time()
+        with self._lock:
+            for source in sources:
+                state = self._sources.setdefault(source, SourceState())
+                state.heartbeat_at = now
+                state.heartbeats += 1
+
     def mark_first_collection(self) -> None:
         """Called after each NVML collection attempt; the first one starts readiness."""
         with self._lock:
@@ -137,9 +153,12 @@ class Publisher:
             builder.add(metrics.SOURCE_UP.name, key, 1.0 if health.up and not stalled else 0.0)
             builder.add(metrics.SOURCE_STALLED.name, key, 1.0 if stalled else 0.0)
             builder.add(metrics.SOURCE_DURATION.name, key, health.duration_seconds)
-            if health.last_success_timestamp is not None:
-                builder.add(metrics.SOURCE_LAST_SUCCESS.name, key, health.last_success_timestamp)
-            builder.add(metrics.COLLECTIONS.name, key, float(health.collections))
+            last_success = health.last_success_timestamp
+            if state.heartbeat_at is not None and health.up:
+                last_success = max(last_success or 0.0, state.heartbeat_at)
+            if last_success is not None:
+                builder.add(metrics.SOURCE_LAST_SUCCESS.name, key, last_success)
+            builder.add(metrics.COLLECTIONS.name, key, float(health.collections + state.heartbeats))
             builder.add(metrics.COLLECTION_ERRORS.name, key, float(health.errors))
             builder.add(metrics.COLLECTION_CPU.name, key, health.cpu_seconds)
         for (path, code), count in sorted(self._requests.items()):

@@ -634,8 +634,11 @@ class WebConfigWatcher:
             self._listener(True, "", self._active.loaded_at)
         return True
 
-    def start(self, stop: threading.Event) -> None:
-        """Check every `check_seconds` in a daemon thread until `stop` is set."""
+    def start(self, stop: threading.Event, on_checked: Callable[[], None] | None = None) -> None:
+        """Check every `check_seconds` in a daemon thread until `stop` is set.
+
+        `on_checked` runs after each check that did not raise: the watcher's heartbeat.
+        """
 
         def loop() -> None:
             while not stop.wait(self.check_seconds):
@@ -643,6 +646,9 @@ class WebConfigWatcher:
                     self.check()
                 except Exception as err:  # never let the watcher die
                     log.error("web_config_watch_error", error=repr(err))
+                    continue
+                if on_checked is not None:
+                    on_checked()
 
         self._thread = threading.Thread(target=loop, name="web-config-watch", daemon=True)
         self._thread.start()

@@ -37,7 +37,15 @@ from exporter import metrics
 from exporter.model import SampleBuilder, SourceHealth
 from exporter.publisher import Publisher
 from exporter.worker import ThreadWorker
-from exporter.xid.parser import GpuUuidHint, KmsgRecord, XidParser, parse_record, unescape
+from exporter.xid.parser import (
+    GpuUuidHint,
+    KmsgRecord,
+    XidEvent,
+    XidParser,
+    parse_record,
+    unescape,
+)
+from exporter.xid.state import SOURCE_NAME as XID_SOURCE_NAME
 from exporter.xid.state import XidState
 
 log = structlog.get_logger(__name__)
@@ -50,6 +58,10 @@ FILE_GROWTH_CHECK_SECONDS = 0.05
 COUNTERS_PUBLISH_SECONDS = 1.0
 BACKOFF_START_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 30.0
+XID_MARKER = "NVRM: Xid"
+UNPARSED_LOG_FIRST = 10
+UNPARSED_LOG_EVERY = 1000
+UNPARSED_LOG_CHARS = 300
 
 
 class Reader(Protocol):
@@ -222,7 +234,13 @@ class KmsgFollower(ThreadWorker):
         self._opener = opener
         self._parser = XidParser()
         self._boot_wall = time.time() - time.monotonic()
-        self._results: dict[str, int] = {"xid": 0, "other": 0, "malformed": 0, "unframed": 0}
+        self._results: dict[str, int] = {
+            "xid": 0,
+            "other": 0,
+            "malformed": 0,
+            "unframed": 0,
+            "unparsed_xid": 0,
+        }
         self._lost = 0
         self._last_seq: int | None = None
         self._gap_pending = False
@@ -291,6 +309,7 @@ class KmsgFollower(ThreadWorker):
             self._last_success = time.time()
             self._publish()
             self._state.refresh()
+            self._publisher.heartbeat(SOURCE_NAME, XID_SOURCE_NAME)
             reader.wait(POLL_TIMEOUT_MS / 1000.0)
 
     def _handle_safely(self, raw: bytes, backlog: bool) -> None:
@@ -319,6 +338,9 @@ class KmsgFollower(ThreadWorker):
             when = self._boot_wall + record.usec / 1e6
         self._dirty = True
         items = self._parser.feed(text)
+        if XID_MARKER in text and not any(isinstance(item, XidEvent) for item in items):
+            self._unparsed(text)
+            return
         for item in items:
             if isinstance(item, GpuUuidHint):
                 self._state.observe_hint(item)
@@ -329,6 +351,23 @@ class KmsgFollower(ThreadWorker):
             else:
                 self._state.observe(item, when, origin="kmsg")
         self._results[result] += 1
+
+    def _unparsed(self, text: str) -> None:
+        """An NVRM Xid line we cannot read: a new driver format must not silence Xid counts.
+
+        Counted as `unparsed_xid` (an alert watches it) and logged with the text, the first
+        UNPARSED_LOG_FIRST times and then every UNPARSED_LOG_EVERY-th, so a flood of them
+        cannot flood the log.
+        """
+        self._results["unparsed_xid"] += 1
+        count = self._results["unparsed_xid"]
+        if count <= UNPARSED_LOG_FIRST or count % UNPARSED_LOG_EVERY == 0:
+            start = text.find(XID_MARKER)
+            log.warning(
+                "xid_line_unparsed",
+                text=text[max(0, start) : max(0, start) + UNPARSED_LOG_CHARS],
+                total=count,
+            )
 
     def _account_seq(self, record: KmsgRecord) -> None:
         if self._gap_pending and self._last_seq is not None:
@@ -359,10 +398,9 @@ class KmsgFollower(ThreadWorker):
         for result, total in self._results.items():
             out.add(metrics.KMSG_RECORDS.name, (result,), float(total))
         out.add(metrics.KMSG_RECORDS_LOST.name, (), float(self._lost))
-        health = SourceHealth(
+        health = SourceHealth(  # collections: the publisher counts completed waits
             up=self._up,
             last_success_timestamp=self._last_success,
-            collections=sum(self._results.values()),
             errors=self._errors,
             detail=self._detail,
         )

@@ -506,7 +506,7 @@ class NvmlSource:
                 pci_bus_id=gpu.pci_bus_id,
                 minor_number=gpu.minor_number,
                 migs=tuple(mig.identity for mig in gpu.migs),
-                lost=gpu.lost,
+                lost=gpu.lost or gpu.labels[1] in self._marked_lost,
             )
             for gpu in self._gpus
         )
@@ -540,7 +540,16 @@ class NvmlSource:
         return out.freeze()
 
     def _collect_gpu(self, position: int, gpu: _Gpu, out: SampleBuilder) -> None:
-        """Read one GPU; a lost GPU is described again from scratch until it answers."""
+        """Read one GPU; a lost GPU is described again from scratch until it answers.
+
+        What a collection says about a GPU (docs/xid.md, "What up and fallen_off_bus mean"):
+        `nvidia_gpu_up` is 1 only when NVML answered *and* the driver has not reported the GPU
+        fallen off the bus since; whenever it is 0 the GPU's value series are left out, so a
+        dashboard never shows live-looking power or clocks for a GPU that is gone. A
+        fallen-off-bus mark ends only when NVML itself reported the GPU lost and then answered
+        again (a GPU reset or driver reload): a GPU that the driver says fell off the bus but
+        that NVML still answers for from cached state stays marked.
+        """
         was_lost = gpu.lost or gpu.handle is None
         reading = SampleBuilder()
         try:
@@ -555,29 +564,37 @@ class NvmlSource:
             self._identity(gpu, out, up=False)
             return
         if was_lost:
-            # NVML answers again (a GPU reset or driver reload): a fallen-off-bus mark the Xid
-            # source set for this GPU is obsolete too.
+            # NVML answers again after reporting the GPU lost (a GPU reset or driver reload):
+            # a fallen-off-bus mark the Xid source set for this GPU is obsolete too.
             self._marked_lost.discard(gpu.labels[1])
             log.info("gpu_recovered", gpu=gpu.index, uuid=gpu.labels[1])
+        if gpu.labels[1] in self._marked_lost:
+            self._identity(gpu, out, up=False)
+            return
         self._identity(gpu, out, up=True)
         out.merge(reading)
 
     def mark_lost(self, uuid: str, lost: bool = True) -> None:
-        """Xid 79 or fallen-off-bus text for this GPU: report nvidia_gpu_up 0 until cleared.
+        """Xid 79 or fallen-off-bus text for this GPU: up 0 and no value series until cleared.
 
-        Called from the Xid threads; a single set add/discard, no NVML call and no lock.
+        Called from the Xid threads; a single set add/discard, no NVML call and no lock. The
+        mark ends when NVML reports the GPU lost and then answers again, or with `lost=False`
+        (udev saw the GPU come back on the PCI bus).
         """
         if lost:
             self._marked_lost.add(uuid)
         else:
             self._marked_lost.discard(uuid)
 
+    def fallen_off_bus(self, uuid: str) -> bool:
+        """True while the Xid source's fallen-off-bus mark for this GPU holds."""
+        return uuid in self._marked_lost
+
     def request_enumeration(self) -> None:
         """The PCI bus changed (udev): enumerate GPUs again at the next collection."""
         self._enumerated_at = float("-inf")
 
     def _identity(self, gpu: _Gpu, out: SampleBuilder, up: bool) -> None:
-        up = up and gpu.labels[1] not in self._marked_lost
         if gpu.info_labels:
             out.add(metrics.INFO.name, gpu.info_labels, 1.0)
         out.add(metrics.UP.name, gpu.labels, 1.0 if up else 0.0)
@@ -872,6 +889,10 @@ XidEventCallback = Callable[[str, int, int | None, int | None], object]
 HealthCallback = Callable[[bool, str], None]
 
 
+def _no_heartbeat() -> None:
+    return None
+
+
 class NvmlXidEventWaiter(ThreadWorker):
     """Waits for NVML XidCriticalError events on every physical GPU, in its own thread.
 
@@ -895,9 +916,11 @@ class NvmlXidEventWaiter(ThreadWorker):
         stop: threading.Event,
         library_path: str | None = None,
         wait_ms: int = XID_EVENT_WAIT_MS,
+        on_heartbeat: Callable[[], None] = _no_heartbeat,
     ) -> None:
         self._on_xid = on_xid
         self._on_health = on_health
+        self._on_heartbeat = on_heartbeat  # each completed wait: the source is alive
         self._stop = stop
         self._library_path = library_path
         self._wait_ms = wait_ms
@@ -969,10 +992,12 @@ class NvmlXidEventWaiter(ThreadWorker):
                 data = pynvml.nvmlEventSetWait_v2(self._event_set, self._wait_ms)
             except pynvml.NVMLError as err:
                 if err.value == pynvml.NVML_ERROR_TIMEOUT:
+                    self._on_heartbeat()
                     continue
                 self._on_health(False, f"nvmlEventSetWait failed: {error_name(err.value)}")
                 self._stop.wait(XID_EVENT_RETRY_SECONDS)
                 return
+            self._on_heartbeat()
             try:
                 self._deliver(data)
             except Exception as err:  # one bad event never stops the waiter

@@ -59,7 +59,7 @@ PER_GPU_FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec(75, metrics.CLOCK_EVENT_DURATION.name, ("thermal",), NANO),
     FieldSpec(76, metrics.CLOCK_EVENT_DURATION.name, ("sync_boost",), NANO),
     FieldSpec(77, metrics.CLOCK_EVENT_DURATION.name, ("board_limit",), NANO),
-    FieldSpec(78, metrics.CLOCK_EVENT_DURATION.name, ("low_utilization",), NANO),
+    FieldSpec(78, metrics.CLOCK_EVENT_DURATION.name, ("gpu_idle",), NANO),
     FieldSpec(79, metrics.CLOCK_EVENT_DURATION.name, ("reliability",), NANO),
     FieldSpec(269, metrics.CLOCK_EVENT_DURATION.name, ("sw_thermal_slowdown",), NANO),
     FieldSpec(270, metrics.CLOCK_EVENT_DURATION.name, ("hw_thermal_slowdown",), NANO),

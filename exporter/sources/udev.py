@@ -149,6 +149,7 @@ class UdevWatcher(ThreadWorker):
         for event in events:
             if self._stop.is_set():
                 return
+            self._publisher.heartbeat(SOURCE_NAME)  # a poll returned: the monitor is alive
             if event is None:
                 continue
             try:
@@ -184,7 +185,6 @@ class UdevWatcher(ThreadWorker):
         health = SourceHealth(
             up=up,
             last_success_timestamp=time.time() if up else None,
-            collections=self._events_seen,
             errors=self._errors,
             detail=detail,
         )

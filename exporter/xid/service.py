@@ -16,6 +16,7 @@ from exporter.publisher import Publisher
 from exporter.sources.kmsg import KmsgFollower
 from exporter.sources.nvml import NvmlSource, NvmlXidEventWaiter
 from exporter.sources.udev import UdevWatcher
+from exporter.xid.state import SOURCE_NAME as XID_SOURCE_NAME
 from exporter.xid.state import XidState
 
 NVML_EVENTS_SOURCE = "nvml_events"
@@ -40,7 +41,11 @@ class XidService:
         if config.xid_nvml_events:
             publisher.register(NVML_EVENTS_SOURCE, stall_after=float("inf"))
             self.events = NvmlXidEventWaiter(
-                self.state.observe_nvml, self._events_health, stop, library_path=library_path
+                self.state.observe_nvml,
+                self._events_health,
+                stop,
+                library_path=library_path,
+                on_heartbeat=lambda: publisher.heartbeat(NVML_EVENTS_SOURCE, XID_SOURCE_NAME),
             )
         self.udev: UdevWatcher | None = None
         # A simulated node has no PCI devices to watch: the host's bus would show zero GPUs

@@ -27,7 +27,7 @@ import structlog
 from exporter import metrics
 from exporter.model import GpuIdentity, SampleBuilder, SampleMap, SourceHealth
 from exporter.publisher import Publisher
-from exporter.xid.catalog import XidCatalog, default_catalog
+from exporter.xid.catalog import XidCatalog, XidInfo, default_catalog
 from exporter.xid.parser import FALLEN_OFF_BUS_XID, GpuUuidHint, XidEvent, normalize_pci
 
 log = structlog.get_logger(__name__)
@@ -39,6 +39,18 @@ MAX_KEYS = 4096  # distinct (pci, xid) pairs kept; a hostile log cannot grow mem
 MAX_PENDING_PER_KEY = 256
 MAX_HINTS = 256
 UNKNOWN_PCI = "unknown"  # the bucket for PCI addresses beyond MAX_KEYS
+# Codes the catalog lacks get their own series up to this many; later ones share xid="other",
+# so a log full of invented codes cannot grow the exposition without bound.
+MAX_UNKNOWN_CODES = 32
+OTHER_XID = -1
+OTHER_LABEL = "other"
+OTHER_INFO = XidInfo(
+    OTHER_XID,
+    f"OTHER: codes not in the bundled catalog beyond the first {MAX_UNKNOWN_CODES} seen",
+    "unknown",
+    "warning",
+    "none",
+)
 
 Origin = str  # "kmsg" or "nvml"
 Directory = Callable[[], tuple[GpuIdentity, ...]]
@@ -54,6 +66,10 @@ class _Labels:
 
 def _noop_lost(_uuid: str, _lost: bool) -> None:
     return None
+
+
+def _code_label(code: int) -> str:
+    return OTHER_LABEL if code == OTHER_XID else str(code)
 
 
 class XidState:
@@ -77,8 +93,8 @@ class XidState:
         self._mig_counts: dict[tuple[str, int, int | None, int], int] = {}
         self._last_seen: dict[tuple[str, int], float] = {}
         self._recovery: dict[str, int] = {}
-        self._fallen: set[str] = set()
-        self._lost_notified: set[str] = set()
+        self._fallen: set[str] = set()  # PCI addresses whose fall is not yet in NVML's directory
+        self._fall_reported: set[str] = set()  # of those, the ones the NVML source was told of
         self._last_79: dict[str, tuple[float, bool]] = {}  # pci -> (time, from fallen text)
         self._pending: dict[tuple[str, int], deque[tuple[float, Origin]]] = {}
         self._hints: dict[str, str] = {}
@@ -87,9 +103,11 @@ class XidState:
         self._duplicates = 0
         self._inputs: dict[str, tuple[bool, str]] = {}
         self._seen_codes: set[int] = set()
+        self._unknown_codes: set[int] = set()
         self._directory_key: object = None
         self._by_pci: dict[str, GpuIdentity] = {}
         self._logged_overflow = False
+        self._logged_other = False
         publisher.register(SOURCE_NAME, stall_after=float("inf"))
 
     # -- inputs ----------------------------------------------------------------------------
@@ -111,10 +129,10 @@ class XidState:
     def observe_backlog(self, event: XidEvent, when: float) -> None:
         """An Xid from before the exporter started: last-seen time and recovery action only."""
         with self._lock:
-            key = self._key(event.pci, event.xid)
+            key = self._key(event.pci, self._code(event.xid))
             if key is None:
                 return
-            self._seen_codes.add(event.xid)
+            self._seen_codes.add(key[1])
             if when > self._last_seen.get(key, float("-inf")):
                 self._last_seen[key] = when
             if event.recovery_action is not None:
@@ -124,11 +142,11 @@ class XidState:
     def observe(self, event: XidEvent, when: float, origin: Origin = "kmsg") -> bool:
         """A live Xid: count it unless it duplicates one already counted; True if counted."""
         with self._lock:
-            key = self._key(event.pci, event.xid)
+            key = self._key(event.pci, self._code(event.xid))
             if key is None:
                 return False
             self._events[origin] = self._events.get(origin, 0) + 1
-            self._seen_codes.add(event.xid)
+            self._seen_codes.add(key[1])
             self._last_seen[key] = max(when, self._last_seen.get(key, float("-inf")))
             if event.recovery_action is not None:
                 self._recovery[key[0]] = event.recovery_action
@@ -138,7 +156,7 @@ class XidState:
             if counted:
                 self._counts[key] = self._counts.get(key, 0) + 1
                 if event.gpu_instance is not None:
-                    mig_key = (key[0], event.gpu_instance, event.compute_instance, event.xid)
+                    mig_key = (key[0], event.gpu_instance, event.compute_instance, key[1])
                     if mig_key in self._mig_counts or len(self._mig_counts) < MAX_KEYS:
                         self._mig_counts[mig_key] = self._mig_counts.get(mig_key, 0) + 1
             else:
@@ -146,7 +164,44 @@ class XidState:
             if event.xid == FALLEN_OFF_BUS_XID:
                 self._fallen.add(key[0])
             self._publish_locked()
-            return counted
+            labels = self._resolve(key[0])
+        if counted:
+            self._log_counted(event, key[1], labels, origin)
+        return counted
+
+    def _log_counted(self, event: XidEvent, code: int, labels: _Labels, origin: Origin) -> None:
+        """One log line per counted Xid, with what the catalog says to do about it.
+
+        Error level for codes the catalog rates critical, warning for the rest: an Xid is never
+        routine. Called outside the lock (a slow log sink must not hold up the other source).
+        """
+        info = self._info(code)
+        fields: dict[str, object] = {
+            "xid": event.xid,
+            "gpu": labels.gpu,
+            "uuid": labels.uuid,
+            "pci_bus_id": event.pci,
+            "name": info.name,
+            "severity": info.severity,
+            "action": info.action,
+            "source": origin,
+        }
+        if event.gpu_instance is not None:
+            fields["gpu_instance"] = event.gpu_instance
+        if event.compute_instance is not None:
+            fields["compute_instance"] = event.compute_instance
+        if event.pid is not None:
+            fields["pid"] = event.pid
+        if event.process_name:
+            fields["process_name"] = event.process_name
+        if event.recovery_action is not None:
+            fields["recovery_action"] = event.recovery_action
+        if event.message:
+            fields["message"] = event.message
+        if info.severity == "critical":
+            log.error("xid", **fields)
+        else:
+            log.warning("xid", **fields)
 
     def observe_nvml(
         self, pci_bus_id: str, xid: int, gpu_instance: int | None, compute_instance: int | None
@@ -160,12 +215,15 @@ class XidState:
         """The GPU at this address came back on the PCI bus (udev add): clear its lost flag."""
         pci = normalize_pci(pci_bus_id)
         with self._lock:
-            if pci is None or pci not in self._fallen:
+            if pci is None:
+                return
+            identity = self._by_pci.get(pci)
+            if pci not in self._fallen and (identity is None or not identity.lost):
                 return
             self._fallen.discard(pci)
+            self._fall_reported.discard(pci)
             labels = self._resolve(pci)
-            if labels.uuid and labels.uuid in self._lost_notified:
-                self._lost_notified.discard(labels.uuid)
+            if labels.uuid:
                 self._call_lost(labels.uuid, False)
             self._publish_locked()
 
@@ -189,6 +247,21 @@ class XidState:
             return sum(self._counts.values())
 
     # -- internals (call with the lock held) -------------------------------------------------
+
+    def _code(self, xid: int) -> int:
+        """The code to count under: itself, or OTHER_XID once too many unknown codes came."""
+        if xid in self._catalog or xid in self._unknown_codes:
+            return xid
+        if len(self._unknown_codes) < MAX_UNKNOWN_CODES:
+            self._unknown_codes.add(xid)
+            return xid
+        if not self._logged_other:
+            self._logged_other = True
+            log.warning("xid_unknown_code_limit_reached", limit=MAX_UNKNOWN_CODES, xid=xid)
+        return OTHER_XID
+
+    def _info(self, code: int) -> XidInfo:
+        return OTHER_INFO if code == OTHER_XID else self._catalog.get(code)
 
     def _key(self, pci: str, xid: int) -> tuple[str, int] | None:
         key = (pci, xid)
@@ -257,6 +330,18 @@ class XidState:
             if pci is not None:
                 by_pci[pci] = gpu
         self._by_pci = by_pci
+        # Hand each fall over to the NVML source, which owns a known GPU's lost state from
+        # then on (it ends the mark when the GPU answers again after a reset).
+        for pci in list(self._fallen):
+            identity = by_pci.get(pci)
+            if identity is None:
+                continue
+            if identity.lost:
+                self._fallen.discard(pci)
+                self._fall_reported.discard(pci)
+            elif pci not in self._fall_reported:
+                self._fall_reported.add(pci)
+                self._call_lost(identity.uuid, True)
         return directory
 
     def _health(self) -> SourceHealth:
@@ -265,10 +350,9 @@ class XidState:
             f"{name}: {detail}" for name, (up, detail) in sorted(self._inputs.items()) if not up
         )
         now = self._clock()
-        return SourceHealth(
+        return SourceHealth(  # collections: the inputs' completed waits (Publisher.heartbeat)
             up=bool(working),
             last_success_timestamp=now if working else None,
-            collections=sum(self._events.values()),
             detail=detail,
         )
 
@@ -284,7 +368,7 @@ class XidState:
                 counts[(str(gpu.index), gpu.uuid, str(code))] = 0
         for (pci, xid), count in self._counts.items():
             labels = self._resolve(pci)
-            key = (labels.gpu, labels.uuid, str(xid))
+            key = (labels.gpu, labels.uuid, _code_label(xid))
             counts[key] = counts.get(key, 0) + count
         for labels_key, count in counts.items():
             out.add(metrics.XID_ERRORS.name, labels_key, float(count))
@@ -292,7 +376,7 @@ class XidState:
         last: dict[tuple[str, str, str], float] = {}
         for (pci, xid), when in self._last_seen.items():
             labels = self._resolve(pci)
-            key = (labels.gpu, labels.uuid, str(xid))
+            key = (labels.gpu, labels.uuid, _code_label(xid))
             last[key] = max(when, last.get(key, float("-inf")))
         for labels_key, when in last.items():
             out.add(metrics.XID_LAST_SEEN.name, labels_key, when)
@@ -301,10 +385,10 @@ class XidState:
             out.add(metrics.RECOVERY_ACTION.name, (labels.gpu, labels.uuid), float(action))
         self._fallen_samples(out, directory)
         for code in sorted(self._seen_codes | {info.code for info in self._catalog.entries()}):
-            info = self._catalog.get(code)
+            info = self._info(code)
             out.add(
                 metrics.XID_INFO.name,
-                (str(code), info.name, info.category, info.severity, info.action),
+                (_code_label(code), info.name, info.category, info.severity, info.action),
                 1.0,
             )
         for origin, total in sorted(self._events.items()):
@@ -327,23 +411,22 @@ class XidState:
             ci_text = "" if ci is None else str(ci)
             out.add(
                 metrics.MIG_XID_ERRORS.name,
-                (labels.gpu, labels.uuid, str(gi), ci_text, profile, mig_uuid, str(xid)),
+                (labels.gpu, labels.uuid, str(gi), ci_text, profile, mig_uuid, _code_label(xid)),
                 float(count),
             )
 
     def _fallen_samples(self, out: SampleBuilder, directory: tuple[GpuIdentity, ...]) -> None:
-        fallen_uuids: set[str] = set()
+        """1 while NVML reports the GPU lost or its fall is not yet in NVML's directory."""
         emitted: set[tuple[str, str]] = set()
-        for pci in sorted(self._fallen):
-            labels = self._resolve(pci)
-            if labels.uuid:
-                fallen_uuids.add(labels.uuid)
-                if labels.uuid not in self._lost_notified:
-                    self._lost_notified.add(labels.uuid)
-                    self._call_lost(labels.uuid, True)
-            if labels.identity is None and (labels.gpu, labels.uuid) not in emitted:
-                emitted.add((labels.gpu, labels.uuid))
-                out.add(metrics.FALLEN_OFF_BUS.name, (labels.gpu, labels.uuid), 1.0)
         for gpu in directory:
-            lost = gpu.lost or gpu.uuid in fallen_uuids
-            out.add(metrics.FALLEN_OFF_BUS.name, (str(gpu.index), gpu.uuid), 1.0 if lost else 0.0)
+            pci = normalize_pci(gpu.pci_bus_id)
+            lost = gpu.lost or pci in self._fallen
+            labels = (str(gpu.index), gpu.uuid)
+            emitted.add(labels)
+            out.add(metrics.FALLEN_OFF_BUS.name, labels, 1.0 if lost else 0.0)
+        for pci in sorted(self._fallen):
+            resolved = self._resolve(pci)
+            labels = (resolved.gpu, resolved.uuid)
+            if labels not in emitted:
+                emitted.add(labels)
+                out.add(metrics.FALLEN_OFF_BUS.name, labels, 1.0)
