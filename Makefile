@@ -9,12 +9,13 @@ PORT ?= 9445
 SCENARIO ?= a100-mig
 
 .PHONY: help venv run test lint typecheck unit system-deps fake-driver generate check-generated \
-        test-gpu bench soak clean
+        test-gpu test-alerts bench soak clean
 
 help:
 	@echo "make run        set up and run the exporter on the simulated 8-GPU node (:$(PORT))"
 	@echo "make test       install everything the tests need and run lint, types and all tests"
-	@echo "make generate   regenerate committed artifacts (metric reference, ...)"
+	@echo "make generate   regenerate committed artifacts (metric reference, alert table)"
+	@echo "make test-alerts  promtool tests of alerts/ and the end-to-end paging tests"
 	@echo "make test-gpu   run tests/gpu on a machine with a real NVIDIA driver"
 	@echo "make bench      run the benchmarks"
 	@echo "make soak       30-minute soak under faults, Xids and scrapers (MINUTES=30)"
@@ -55,14 +56,21 @@ typecheck: $(PY)
 
 generate: $(PY)
 	$(PY) -m exporter.docs README.md
+	$(PY) scripts/gen_alert_docs.py README.md
 
 check-generated: $(PY)
 	$(PY) -m exporter.docs --check README.md
+	$(PY) scripts/gen_alert_docs.py --check README.md
 
 unit: $(PY) fake-driver
 	$(PY) -m pytest --ignore=tests/gpu -q
 
 test: $(PY) system-deps fake-driver lint typecheck check-generated unit
+
+# The alerting half on its own: promtool checks and unit tests of alerts/, then the end-to-end
+# pages through a real Prometheus and Alertmanager (Debian packages, see system-deps).
+test-alerts: $(PY) system-deps fake-driver
+	$(PY) -m pytest tests/alerts tests/e2e -v
 
 test-gpu: $(PY)
 	$(PY) -m pytest tests/gpu -v

@@ -80,15 +80,20 @@ def _declared_flags() -> tuple[tuple[str, str | None, str], ...]:
 SECTIONS = {"metrics": metric_reference, "flags": flag_table}
 
 
+def replace_section(text: str, name: str, content: str) -> str:
+    """Replace the `<!-- NAME:start -->...<!-- NAME:end -->` block with `content`."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if start not in text or end not in text:
+        raise ValueError(f"markers for section {name!r} are missing")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{content}{end}{tail}"
+
+
 def render_into(text: str) -> str:
-    """Replace every `<!-- NAME:start -->...<!-- NAME:end -->` block with fresh content."""
+    """Replace every generated block of the exporter's own sections with fresh content."""
     for name, produce in SECTIONS.items():
-        start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-        if start not in text or end not in text:
-            raise ValueError(f"markers for section {name!r} are missing")
-        head, rest = text.split(start, 1)
-        _, tail = rest.split(end, 1)
-        text = f"{head}{start}\n{produce()}{end}{tail}"
+        text = replace_section(text, name, produce())
     return text
 
 
