@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from exporter import metrics
@@ -103,14 +104,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 if the file is stale")
     parser.add_argument("path", type=Path)
     args = parser.parse_args(argv)
-    current = args.path.read_text()
-    fresh = render_into(current)
-    if args.check:
+    return sync_file(args.path, render_into, check=args.check)
+
+
+def sync_file(path: Path, render: Callable[[str], str], check: bool) -> int:
+    """Write `render(current text)` to `path`, or with `check` return 1 if it differs."""
+    current = path.read_text()
+    fresh = render(current)
+    if check:
         if fresh != current:
-            sys.stderr.write(f"{args.path} is stale: run 'make generate' and commit it\n")
+            sys.stderr.write(f"{path} is stale: run 'make generate' and commit it\n")
             return 1
         return 0
-    args.path.write_text(fresh)
+    path.write_text(fresh)
     return 0
 
 

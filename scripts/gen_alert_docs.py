@@ -8,12 +8,11 @@ Why a script and not exporter.docs: the rules are not part of the installed pack
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import yaml
 
-from exporter.docs import replace_section
+from exporter.docs import replace_section, sync_file
 
 ROOT = Path(__file__).resolve().parent.parent
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
@@ -45,15 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 if the file is stale")
     parser.add_argument("path", type=Path)
     args = parser.parse_args(argv)
-    current = args.path.read_text()
-    fresh = replace_section(current, "alerts", alert_table())
-    if args.check:
-        if fresh != current:
-            sys.stderr.write(f"{args.path}: the alert table is stale: run 'make generate'\n")
-            return 1
-        return 0
-    args.path.write_text(fresh)
-    return 0
+    table = alert_table()
+    return sync_file(args.path, lambda text: replace_section(text, "alerts", table), args.check)
 
 
 if __name__ == "__main__":

@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 
 from exporter.app import Application
-from exporter.config import Config, ListenAddress
 from exporter.fakenvml.control import FakeNvmlControl
 from exporter.xid.parser import normalize_pci
 from tests.tools import http_get, wait_until
 from tests.xid.expo import values
+from tests.xid.test_e2e import make_config
 
 
 def scrape(app: Application) -> str:
@@ -39,17 +39,7 @@ def record(seq: int, text: str) -> bytes:
 def running(tmp_path: Path) -> Iterator[tuple[Application, Path, FakeNvmlControl]]:
     fifo = tmp_path / "kmsg"
     os.mkfifo(fifo)
-    config = Config(
-        listen=ListenAddress("127.0.0.1", 0),
-        interval_seconds=0.2,
-        simulate="a100-mig",
-        kmsg_path=str(fifo),
-        pod_resources_socket="/nonexistent/kubelet.sock",
-        log_level="warning",
-        pod_attribution="off",
-        udev=False,
-    )
-    app = Application(config)
+    app = Application(make_config(fifo))
     control = FakeNvmlControl()  # the library the application loaded: one per process
     app.start()
     try:
