@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exporter.metrics import BY_NAME
+from tests.promql import metric_names, unknown_names
 from tests.tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,81 +31,13 @@ RUNBOOKS = ROOT / "docs" / "runbooks"
 RUNBOOK_PREFIX = "https://github.com/gpu-node-exporter/gpu-node-exporter/blob/main/docs/runbooks/"
 SEVERITIES = {"critical", "warning", "info"}
 
-# Series Prometheus itself provides.
-BUILTIN_SERIES = {"up", "ALERTS", "ALERTS_FOR_STATE", "scrape_duration_seconds"}
-# PromQL words that look like identifiers but are not metric names.
-KEYWORDS = {
-    "and",
-    "or",
-    "unless",
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-    "bool",
-    "offset",
-    "inf",
-    "nan",
-    "atan2",
-}
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"' + r"|'(?:[^'\\]|\\.)*'" + r"|`[^`]*`")
-_MATCHERS = re.compile(r"\{[^{}]*\}")
-_RANGES = re.compile(r"\[[^\]]*\]")
-_LABEL_LISTS = re.compile(
-    r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", re.IGNORECASE
-)
-_COMMENT = re.compile(r"#[^\n]*")
-_NUMBER = re.compile(r"(?<![\w:])(?:0x[0-9a-fA-F]+|\d+(?:\.\d*)?(?:[eE][+-]?\d+)?\w*)")
-_IDENT = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
 # PromQL inside annotation templates: query "..." or query (printf "..." ...).
 _TEMPLATE_QUERY = re.compile(r'query\s+\(?\s*(?:printf\s+)?"((?:[^"\\]|\\.)*)"')
-
-
-def metric_names(expr: str) -> set[str]:
-    """Metric names an expression reads: identifiers that are not functions, keywords,
-    label names (grouping lists, matchers), label values, strings, numbers or durations."""
-    text = _COMMENT.sub(" ", expr)
-    text = _STRING.sub(" ", text)
-    text = _MATCHERS.sub(" ", text)
-    text = _RANGES.sub(" ", text)
-    text = _LABEL_LISTS.sub(" ", text)
-    text = _NUMBER.sub(" ", text)
-    names: set[str] = set()
-    for match in _IDENT.finditer(text):
-        word = match.group(0)
-        rest = text[match.end() :].lstrip()
-        if rest.startswith("("):  # a function or aggregation
-            continue
-        if word.lower() in KEYWORDS:
-            continue
-        names.add(word)
-    return names
 
 
 def template_queries(annotation: str) -> list[str]:
     """The PromQL strings an annotation's template passes to `query`."""
     return [query.replace('\\"', '"') for query in _TEMPLATE_QUERY.findall(annotation)]
-
-
-def known_names(recorded: set[str]) -> set[str]:
-    names = set(BUILTIN_SERIES) | recorded
-    for family in BY_NAME.values():
-        names.add(family.name)
-        names.add(family.base_name)
-    return names
-
-
-def unknown_names(expr: str, recorded: set[str]) -> set[str]:
-    """Metric names in `expr` that neither the exporter nor our recording rules define."""
-    known = known_names(recorded)
-    unknown = set()
-    for name in metric_names(expr):
-        base = re.sub(r"_(bucket|count|sum)$", "", name)
-        if name not in known and base not in known:
-            unknown.add(name)
-    return unknown
 
 
 def load_rules() -> list[tuple[Path, dict]]:

@@ -22,7 +22,7 @@ import subprocess
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -367,9 +367,12 @@ class Prometheus(ServiceProcess):
         scrape_interval: str,
         evaluation_interval: str,
         shorten: dict[str, str] | None = None,
+        extra_rule_files: Sequence[Path] = (),
     ) -> None:
         super().__init__(directory)
         rules = copy_rules(directory / "rules", shorten)
+        # Loaded as they are, after the repo's rules (e.g. alerts/compat/*.yaml).
+        rules += [Path(path).resolve() for path in extra_rule_files]
         self.config = {
             "global": {
                 "scrape_interval": scrape_interval,
@@ -436,6 +439,13 @@ class Prometheus(ServiceProcess):
 # -- simulated nodes ---------------------------------------------------------------------------
 
 
+# What a fake kubelet serves: pods as tests.fakekubelet.pods_reply takes them
+# ((namespace, pod, [(container, [(resource, [device ids])])]), ...) and the allocatable
+# device groups ([(resource, [device ids])]).
+Pod = tuple[str, str, list[tuple[str, list[tuple[str, list[str]]]]]]
+KubeletReply = tuple[list[Pod], list[tuple[str, list[str]]]]
+
+
 @dataclass
 class NodeSpec:
     name: str
@@ -443,6 +453,9 @@ class NodeSpec:
     driver_version: str | None = None  # FAKE_NVML_DRIVER_VERSION; None: the scenario's
     kubelet: bool = False  # serve pod-resources; GPU POD_GPU goes to ml-team/trainer-0
     env: dict[str, str] = field(default_factory=dict)
+    # With kubelet=True: what the kubelet serves instead of ml-team/trainer-0 on GPU POD_GPU,
+    # computed once the node's GPUs (uuids, MIG devices) are known.
+    kubelet_reply: Callable[[SimulatedNode], KubeletReply] | None = None
 
 
 class SimulatedNode:
@@ -476,6 +489,8 @@ class SimulatedNode:
         self._writer: int | None = None
         self._seq = 0
         self.gpus: dict[int, dict[str, str]] = {}  # index -> nvidia_gpu_info labels
+        self.units: list[dict[str, str]] = []  # nvidia_gpu_allocated labels: GPUs and MIG devices
+        self.pods: list[dict[str, str]] = []  # labels of the pods the kubelet serves (node-local)
 
     @property
     def port(self) -> int:
@@ -490,32 +505,46 @@ class SimulatedNode:
             self._give_pod_its_gpu()
 
     def _give_pod_its_gpu(self) -> None:
-        """The kubelet offers every GPU and MIG device and gives GPU POD_GPU to the pod."""
+        """The kubelet offers every GPU and MIG device and gives GPU POD_GPU to the pod (or
+        serves what the spec's kubelet_reply computes)."""
         assert self.kubelet is not None
         units = parse_samples(self.exporter.metrics(), "nvidia_gpu_allocated")
-        whole = [labels["uuid"] for labels, _ in units if not labels["mig_uuid"]]
-        migs = [labels["mig_uuid"] for labels, _ in units if labels["mig_uuid"]]
-        groups = [("nvidia.com/gpu", whole)]
-        if migs:
-            groups.append(("nvidia.com/mig-1g.10gb", migs))
+        self.units = [labels for labels, _ in units]
+        if self.spec.kubelet_reply is not None:
+            pods, groups = self.spec.kubelet_reply(self)
+        else:
+            whole = [labels["uuid"] for labels, _ in units if not labels["mig_uuid"]]
+            migs = [labels["mig_uuid"] for labels, _ in units if labels["mig_uuid"]]
+            groups = [("nvidia.com/gpu", whole)]
+            if migs:
+                groups.append(("nvidia.com/mig-1g.10gb", migs))
+            pods = [
+                (
+                    POD_NAMESPACE,
+                    POD_NAME,
+                    [(POD_CONTAINER, [("nvidia.com/gpu", [self.uuid(POD_GPU)])])],
+                )
+            ]
+        self.pods = [{"namespace": namespace, "pod": name} for namespace, name, _ in pods]
+        if self.spec.kubelet_reply is None:
+            self.pods[0]["uuid"] = self.uuid(POD_GPU)
         # Allocatable first: a refresh calls List, then GetAllocatableResources, so the refresh
-        # that shows the pod (what we wait for) also shows every device allocatable.
+        # that shows the pods (what we wait for) also shows every device allocatable.
         self.kubelet.behaviour.allocatable_reply = allocatable_reply(groups)
-        self.kubelet.behaviour.list_reply = pods_reply(
-            (
-                POD_NAMESPACE,
-                POD_NAME,
-                [(POD_CONTAINER, [("nvidia.com/gpu", [self.uuid(POD_GPU)])])],
-            )
-        )
-        wait_for(
-            f"{self.name}: pod_info of {POD_NAMESPACE}/{POD_NAME} on /metrics",
-            lambda: any(
-                labels["pod"] == POD_NAME and labels["uuid"] == self.uuid(POD_GPU)
+        self.kubelet.behaviour.list_reply = pods_reply(*pods)
+
+        def every_pod_shown() -> bool:
+            shown = [
+                labels
                 for labels, _ in parse_samples(self.exporter.metrics(), "nvidia_gpu_pod_info")
-            ),
-            30,
-        )
+            ]
+            return all(
+                any(all(labels.get(k) == v for k, v in pod.items()) for labels in shown)
+                for pod in self.pods
+            )
+
+        names = ", ".join(f"{pod['namespace']}/{pod['pod']}" for pod in self.pods)
+        wait_for(f"{self.name}: pod_info of {names} on /metrics", every_pod_shown, 30)
 
     def uuid(self, gpu: int) -> str:
         return self.gpus[gpu]["uuid"]
@@ -582,9 +611,11 @@ class Stack:
         evaluation_interval: str = "1s",
         collection_interval: str = "1s",
         shorten: dict[str, str] | None = None,
+        extra_rule_files: Sequence[Path] = (),
     ) -> None:
         self.directory = directory
         self.specs = list(nodes)
+        self.extra_rule_files = list(extra_rule_files)
         self.scrape_interval = scrape_interval
         self.evaluation_interval = evaluation_interval
         self.collection_interval = collection_interval
@@ -611,6 +642,7 @@ class Stack:
             self.scrape_interval,
             self.evaluation_interval,
             self.shorten,
+            self.extra_rule_files,
         )
         self.prometheus.start()
         return self
@@ -645,13 +677,10 @@ class Stack:
 
         wait_for("node:nvidia_gpu_up:sum == GPU count on every node", gpus_counted, timeout)
         for node in self.nodes.values():
-            if node.kubelet is None:
-                continue
-            expr = (
-                f'nvidia_gpu_pod_info{{node="{node.name}",namespace="{POD_NAMESPACE}",'
-                f'pod="{POD_NAME}",uuid="{node.uuid(POD_GPU)}"}}'
-            )
-            wait_for(f"{expr} in Prometheus", lambda expr=expr: self.prom.query(expr), timeout)
+            for pod in node.pods:
+                matchers = ",".join(f'{k}="{v}"' for k, v in {"node": node.name, **pod}.items())
+                expr = f"nvidia_gpu_pod_info{{{matchers}}}"
+                wait_for(f"{expr} in Prometheus", lambda expr=expr: self.prom.query(expr), timeout)
 
     def stop(self) -> None:
         for node in self.nodes.values():
