@@ -14,7 +14,7 @@ SCENARIO ?= a100-mig
 help:
 	@echo "make run        set up and run the exporter on the simulated 8-GPU node (:$(PORT))"
 	@echo "make test       install everything the tests need and run lint, types and all tests"
-	@echo "make generate   regenerate committed artifacts (metric reference, alert table)"
+	@echo "make generate   regenerate committed artifacts (metric reference, alert table, dashboards)"
 	@echo "make test-alerts  promtool tests of alerts/ and the end-to-end paging tests"
 	@echo "make test-gpu   run tests/gpu on a machine with a real NVIDIA driver"
 	@echo "make bench      run the benchmarks"
@@ -57,10 +57,12 @@ typecheck: $(PY)
 generate: $(PY)
 	$(PY) -m exporter.docs README.md
 	$(PY) scripts/gen_alert_docs.py README.md
+	$(PY) -m dashboards
 
 check-generated: $(PY)
 	$(PY) -m exporter.docs --check README.md
 	$(PY) scripts/gen_alert_docs.py --check README.md
+	$(PY) -m dashboards --check
 
 unit: $(PY) fake-driver
 	$(PY) -m pytest --ignore=tests/gpu -q
