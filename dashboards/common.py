@@ -177,3 +177,26 @@ def to_gpu_from_table(node_field: str = "Node", uuid_field: str = "UUID") -> Lin
         DETAIL,
         f"var-node=${{__data.fields.{node_field}}}&var-gpu=${{__data.fields.{uuid_field}}}",
     )
+
+
+# Table column headers for the labels tables show, so every table names a label the same way.
+HEADERS = {
+    "node": "Node",
+    "gpu": "GPU",
+    "uuid": "UUID",
+    "model": "Model",
+    "namespace": "Namespace",
+    "pod": "Pod",
+    "container": "Container",
+    "mig_uuid": "MIG device",
+    "profile": "Profile",
+    "severity": "Severity",
+    "xid": "Xid",
+    "source": "Source",
+    "driver_version": "Driver",
+}
+
+
+def headers(*labels: str) -> dict[str, str]:
+    """Column headers for these labels, in this order (a table's `columns` starts with them)."""
+    return {label: HEADERS[label] for label in labels}

@@ -302,12 +302,7 @@ def _mig_candidates() -> Section:
                 Query(f"({pod_hours})\nand on (cluster, node, uuid)\n({candidate})"),
                 options=Options(width=24, height=8, links=[c.to_gpu_from_table()]),
                 columns={
-                    "namespace": "Namespace",
-                    "pod": "Pod",
-                    "node": "Node",
-                    "gpu": "GPU",
-                    "uuid": "UUID",
-                    "model": "Model",
+                    **c.headers("namespace", "pod", "node", "gpu", "uuid", "model"),
                     "Value #A": "Avg utilization",
                     "Value #B": "Avg memory used",
                     "Value #C": "Peak memory used",

@@ -35,6 +35,11 @@ def gpu(metric: str, extra: str = "") -> str:
     return c.per_gpu(metric, SEL, extra)
 
 
+def readings(*metrics: tuple[str, str]) -> list[Query]:
+    """One query per (metric, what it is) pair, each series named "<node> GPU <n> <what>"."""
+    return [Query(gpu(metric), f"{L} {what}") for metric, what in metrics]
+
+
 def gpu_by(metric: str, by: str, extra: str = "") -> str:
     return c.per_gpu_by(metric, by, SEL, extra)
 
@@ -90,9 +95,7 @@ def identity() -> Section:
         "vbios_version, serial, pci_bus_id, mig_mode, persistence_mode"
     )
     columns = {
-        "node": "Node",
-        "gpu": "GPU",
-        "model": "Model",
+        **c.headers("node", "gpu", "model"),
         "brand": "Brand",
         "uuid": "UUID",
         "serial": "Serial",
@@ -196,10 +199,12 @@ def utilization_and_memory() -> Section:
                 "healthy node when the GPU is in MIG mode: NVML reports no utilization for a "
                 "MIG-enabled GPU (see the MIG section for its devices).",
                 "percentunit",
-                Query(gpu("nvidia_gpu_utilization_ratio"), f"{L} compute"),
-                Query(gpu("nvidia_gpu_memory_utilization_ratio"), f"{L} memory"),
-                Query(gpu("nvidia_gpu_encoder_utilization_ratio"), f"{L} encoder"),
-                Query(gpu("nvidia_gpu_decoder_utilization_ratio"), f"{L} decoder"),
+                *readings(
+                    ("nvidia_gpu_utilization_ratio", "compute"),
+                    ("nvidia_gpu_memory_utilization_ratio", "memory"),
+                    ("nvidia_gpu_encoder_utilization_ratio", "encoder"),
+                    ("nvidia_gpu_decoder_utilization_ratio", "decoder"),
+                ),
                 options=Options(width=8, min=0, max=1),
             ),
             timeseries_panel(
@@ -207,10 +212,12 @@ def utilization_and_memory() -> Section:
                 "Device memory used, free and reserved by the driver, against the total. Used "
                 "close to total means the next allocation fails (CUDA out of memory).",
                 "bytes",
-                Query(gpu("nvidia_gpu_memory_used_bytes"), f"{L} used"),
-                Query(gpu("nvidia_gpu_memory_free_bytes"), f"{L} free"),
-                Query(gpu("nvidia_gpu_memory_reserved_bytes"), f"{L} reserved"),
-                Query(gpu("nvidia_gpu_memory_total_bytes"), f"{L} total"),
+                *readings(
+                    ("nvidia_gpu_memory_used_bytes", "used"),
+                    ("nvidia_gpu_memory_free_bytes", "free"),
+                    ("nvidia_gpu_memory_reserved_bytes", "reserved"),
+                    ("nvidia_gpu_memory_total_bytes", "total"),
+                ),
                 options=Options(width=8, min=0),
             ),
             timeseries_panel(
@@ -378,8 +385,10 @@ def memory_errors() -> Section:
                 "instances (NVML cannot read row remapping then).",
                 "short",
                 Query(gpu_by("nvidia_gpu_remapped_rows", "cause"), f"{L} {{{{cause}}}}"),
-                Query(gpu("nvidia_gpu_remapped_rows_pending"), f"{L} pending"),
-                Query(gpu("nvidia_gpu_remapped_rows_failure"), f"{L} failure"),
+                *readings(
+                    ("nvidia_gpu_remapped_rows_pending", "pending"),
+                    ("nvidia_gpu_remapped_rows_failure", "failure"),
+                ),
                 options=Options(width=8, min=0),
             ),
             timeseries_panel(
@@ -407,10 +416,12 @@ def pcie() -> Section:
                 "BIOS): x8 on an x16 GPU halves host-device bandwidth. At idle the generation "
                 "may drop to save power.",
                 "none",
-                Query(gpu("nvidia_gpu_pcie_link_generation"), f"{L} generation"),
-                Query(gpu("nvidia_gpu_pcie_link_max_generation"), f"{L} max generation"),
-                Query(gpu("nvidia_gpu_pcie_link_width"), f"{L} width"),
-                Query(gpu("nvidia_gpu_pcie_link_max_width"), f"{L} max width"),
+                *readings(
+                    ("nvidia_gpu_pcie_link_generation", "generation"),
+                    ("nvidia_gpu_pcie_link_max_generation", "max generation"),
+                    ("nvidia_gpu_pcie_link_width", "width"),
+                    ("nvidia_gpu_pcie_link_max_width", "max width"),
+                ),
                 options=Options(width=8, min=0, decimals=0),
             ),
             timeseries_panel(
@@ -514,10 +525,7 @@ def processes() -> Section:
                 Query(gpu_by("nvidia_gpu_pod_info", "mig_uuid, namespace, pod, container")),
                 options=Options(width=8, height=8),
                 columns={
-                    "namespace": "Namespace",
-                    "pod": "Pod",
-                    "container": "Container",
-                    "mig_uuid": "MIG device",
+                    **c.headers("namespace", "pod", "container", "mig_uuid"),
                 },
             ),
         ],

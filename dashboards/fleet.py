@@ -304,8 +304,7 @@ def _nodes() -> Section:
                     links=[Link("Node dashboard", c.NODE, "var-node=${__data.fields.Node}")],
                 ),
                 columns={
-                    "node": "Node",
-                    "driver_version": "Driver",
+                    **c.headers("node", "driver_version"),
                     "Value #A": "GPUs",
                     "Value #B": "Answering",
                     "Value #C": "Utilization",

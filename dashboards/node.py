@@ -155,8 +155,7 @@ def gpu_table() -> Section:
         Query(pods),
     ]
     columns = {
-        "gpu": "GPU",
-        "model": "Model",
+        **c.headers("gpu", "model"),
         "Value #B": "Utilization",
         "Value #C": "Memory used",
         "Value #D": "Temperature",
@@ -168,8 +167,7 @@ def gpu_table() -> Section:
         "Value #J": "Recovery action",
         "pod_ref": "Pod",
         "Value #K": "Pods",
-        "uuid": "UUID",
-        "node": "Node",
+        **c.headers("uuid", "node"),
     }
     return Section(
         "GPUs",

@@ -166,10 +166,7 @@ def _power() -> Section:
                 Query(c.per_gpu("nvidia_gpu_memory_utilization_ratio", SEL)),
                 options=Options(width=14, height=9, links=[c.to_gpu_from_table()]),
                 columns={
-                    "node": "Node",
-                    "gpu": "GPU",
-                    "uuid": "UUID",
-                    "model": "Model",
+                    **c.headers("node", "gpu", "uuid", "model"),
                     "Value #A": "Utilization",
                     "Value #B": "Power share",
                     "Value #C": "Power",
