@@ -58,11 +58,13 @@ generate: $(PY)
 	$(PY) -m exporter.docs README.md
 	$(PY) scripts/gen_alert_docs.py README.md
 	$(PY) -m dashboards
+	$(PY) scripts/gen_dcgm_compat.py
 
 check-generated: $(PY)
 	$(PY) -m exporter.docs --check README.md
 	$(PY) scripts/gen_alert_docs.py --check README.md
 	$(PY) -m dashboards --check
+	$(PY) scripts/gen_dcgm_compat.py --check
 
 unit: $(PY) fake-driver
 	$(PY) -m pytest --ignore=tests/gpu -q
