@@ -92,6 +92,12 @@ FLAGS: tuple[tuple[str, str | None, str], ...] = (
     ("--collector.processes.top-n", "10", "Per-process series kept per GPU, largest first."),
     ("--path.procfs", "/proc", "Where the host's /proc is mounted (per-process attribution)."),
     (
+        "--collector.kmsg",
+        "true",
+        "Follow the kernel log (--path.kmsg) for Xid errors (true/false). In a container it needs "
+        "the device /dev/kmsg allowed by the runtime; off, Xids come from NVML events alone.",
+    ),
+    (
         "--collector.nvml-events",
         "true",
         "Also take Xid errors from NVML events (the signal when the kernel log is unreadable).",
@@ -177,6 +183,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> Config:
         simulate=simulate,
         kmsg_path=value("--path.kmsg") or DEFAULT_KMSG_PATH,
         pod_resources_socket=value("--path.pod-resources-socket") or DEFAULT_POD_RESOURCES_SOCKET,
+        kmsg=parse_bool(label("--collector.kmsg"), value("--collector.kmsg") or ""),
         xid_nvml_events=parse_bool(
             label("--collector.nvml-events"), value("--collector.nvml-events") or ""
         ),

@@ -48,6 +48,7 @@ class Config:
     web_config_file: Path | None = None
     simulate: str | None = None
     kmsg_path: str = DEFAULT_KMSG_PATH
+    kmsg: bool = True  # follow the kernel log (off: NVML events are the only Xid source)
     pod_resources_socket: str = DEFAULT_POD_RESOURCES_SOCKET
     log_level: str = "info"
     log_format: str = "json"

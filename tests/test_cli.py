@@ -19,6 +19,8 @@ def test_defaults_follow_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
     assert config.listen.host == ""
     assert config.interval_seconds == 5.0
     assert config.kmsg_path == "/dev/kmsg"
+    assert config.kmsg is True
+    assert config.xid_nvml_events is True
     assert config.pod_resources_socket == "/var/lib/kubelet/pod-resources/kubelet.sock"
     assert config.log_format == "json"
     assert config.simulate is None
@@ -36,6 +38,14 @@ def test_bad_environment_value_names_variable(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("GPU_NODE_EXPORTER_COLLECTION_INTERVAL", "soon")
     with pytest.raises(ConfigError, match="GPU_NODE_EXPORTER_COLLECTION_INTERVAL"):
         config_from_args([])
+
+
+def test_kmsg_collector_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert config_from_args(["--collector.kmsg=false"]).kmsg is False
+    monkeypatch.setenv("GPU_NODE_EXPORTER_COLLECTOR_KMSG", "false")
+    assert config_from_args([]).kmsg is False
+    with pytest.raises(ConfigError, match=r"--collector\.kmsg"):
+        config_from_args(["--collector.kmsg=maybe"])
 
 
 def test_simulate_flag_defaults_to_the_mig_node() -> None:

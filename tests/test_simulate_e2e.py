@@ -112,3 +112,27 @@ def test_without_a_driver_it_serves_its_own_health() -> None:
     finally:
         code, _ = process.stop()
     assert code == 0
+
+
+def test_kmsg_collector_off_opens_no_kernel_log_and_keeps_nvml_events() -> None:
+    # A kernel-log path that cannot be opened: with the collector off it is never tried, so
+    # there is no kmsg source to report down (the DaemonSet's default, docs/install.md).
+    process = ExporterProcess(
+        "--simulate",
+        "--collection.interval=1s",
+        "--collector.kmsg=false",
+        "--path.kmsg=/nonexistent",
+    )
+    try:
+        process.wait_ready()
+        deadline = time.monotonic() + 30
+        body = process.metrics()
+        while 'nvidia_gpu_exporter_source_up{source="nvml_events"} 1' not in body:
+            assert time.monotonic() < deadline, body
+            time.sleep(0.05)
+            body = process.metrics()
+        assert 'source="kmsg"' not in body
+        assert "/nonexistent" not in process.log()
+    finally:
+        code, _ = process.stop()
+    assert code == 0

@@ -36,7 +36,11 @@ class XidService:
         self._publisher = publisher
         self._nvml = nvml
         self.state = XidState(publisher, nvml.directory, on_lost=nvml.mark_lost)
-        self.kmsg = KmsgFollower(config.kmsg_path, self.state, publisher, stop)
+        # Off where the container runtime does not allow /dev/kmsg (a Kubernetes pod without a
+        # device rule for it): a source that can never open would only report itself down.
+        self.kmsg: KmsgFollower | None = None
+        if config.kmsg:
+            self.kmsg = KmsgFollower(config.kmsg_path, self.state, publisher, stop)
         self.events: NvmlXidEventWaiter | None = None
         if config.xid_nvml_events:
             publisher.register(NVML_EVENTS_SOURCE, stall_after=float("inf"))
@@ -70,7 +74,8 @@ class XidService:
 
     def start(self) -> None:
         """Start every enabled Xid thread."""
-        self.kmsg.start()
+        if self.kmsg is not None:
+            self.kmsg.start()
         if self.events is not None:
             self.events.start()
         if self.udev is not None:
