@@ -8,15 +8,17 @@ PY := $(BIN)/python
 PORT ?= 9445
 SCENARIO ?= a100-mig
 
-.PHONY: help venv run test lint typecheck unit system-deps fake-driver generate check-generated \
+.PHONY: image demo help venv run test lint typecheck unit system-deps fake-driver generate check-generated \
         test-gpu test-alerts bench soak clean
 
 help:
 	@echo "make run        set up and run the exporter on the simulated 8-GPU node (:$(PORT))"
 	@echo "make test       install everything the tests need and run lint, types and all tests"
-	@echo "make generate   regenerate committed artifacts (metric reference, alert table, dashboards)"
+	@echo "make generate   regenerate committed artifacts (metric reference, alert table, dashboards, compat rules, deploy/)"
 	@echo "make test-alerts  promtool tests of alerts/ and the end-to-end paging tests"
 	@echo "make test-gpu   run tests/gpu on a machine with a real NVIDIA driver"
+	@echo "make image      build the container image with podman (local stand-in base) and print its sizes"
+	@echo "make demo       simulated nodes + real Prometheus and Alertmanager on loopback (Ctrl-C stops)"
 	@echo "make bench      run the benchmarks"
 	@echo "make soak       30-minute soak under faults, Xids and scrapers (MINUTES=30)"
 
@@ -28,18 +30,29 @@ $(PY): pyproject.toml
 
 venv: $(PY)
 
+image: $(PY) system-deps
+	$(PY) scripts/image.py build --report
+
+demo: $(PY) system-deps fake-driver
+	$(PY) scripts/demo.py
+
 run: $(PY)
 	$(BIN)/gpu-node-exporter --simulate=$(SCENARIO) --web.listen-address=:$(PORT) --log.format=console
 
 # Debian packages the end-to-end tests use (promtool, Prometheus, Alertmanager). Installed only
 # when we are root and they are missing; otherwise the tests that need them say so loudly.
+# podman, buildah, runc and mmdebstrap build and run the image (tests/image, make image).
+SYSTEM_TOOLS := promtool prometheus-alertmanager podman buildah runc mmdebstrap
+SYSTEM_PACKAGES := prometheus prometheus-alertmanager podman buildah runc mmdebstrap
+
 system-deps:
-	@if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus-alertmanager >/dev/null 2>&1; then \
+	@missing=""; for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing Debian packages: prometheus prometheus-alertmanager"; \
+	    echo "installing Debian packages: $(SYSTEM_PACKAGES) (missing:$$missing)"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	      prometheus prometheus-alertmanager >/dev/null; \
-	  else echo "WARNING: promtool/alertmanager missing and not root: their tests will be skipped"; fi; \
+	      $(SYSTEM_PACKAGES) >/dev/null; \
+	  else echo "WARNING: missing$$missing and not root: the tests that need them fail under CI=true"; fi; \
 	fi
 	@# Debian starts the services it installs; the tests start their own instances.
 	@-systemctl stop prometheus prometheus-alertmanager >/dev/null 2>&1 || true
@@ -53,18 +66,21 @@ lint: $(PY)
 
 typecheck: $(PY)
 	$(BIN)/mypy
+	$(BIN)/mypy --strict scripts
 
 generate: $(PY)
 	$(PY) -m exporter.docs README.md
 	$(PY) scripts/gen_alert_docs.py README.md
 	$(PY) -m dashboards
 	$(PY) scripts/gen_dcgm_compat.py
+	$(PY) scripts/gen_deploy.py
 
 check-generated: $(PY)
 	$(PY) -m exporter.docs --check README.md
 	$(PY) scripts/gen_alert_docs.py --check README.md
 	$(PY) -m dashboards --check
 	$(PY) scripts/gen_dcgm_compat.py --check
+	$(PY) scripts/gen_deploy.py --check
 
 unit: $(PY) fake-driver
 	$(PY) -m pytest --ignore=tests/gpu -q
