@@ -18,6 +18,11 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "console")
 MIN_INTERVAL_SECONDS = 0.1
 MAX_INTERVAL_SECONDS = 3600.0
+#: The one boolean vocabulary of every flag and variable (case-insensitive). A DaemonSet author
+#: writes whatever their last tool took; accepting all four pairs ends the guessing.
+TRUE_WORDS = ("true", "1", "yes", "on")
+FALSE_WORDS = ("false", "0", "no", "off")
+BOOL_WORDS = "true/false, 1/0, yes/no, on/off"
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -97,13 +102,51 @@ def parse_choice(flag: str, text: str, choices: tuple[str, ...]) -> str:
 
 
 def parse_bool(flag: str, text: str) -> bool:
-    """`true`/`false` (also 1/0, yes/no), case-insensitively."""
+    """`true`/`false`, `1`/`0`, `yes`/`no` or `on`/`off`, case-insensitively."""
     value = text.strip().lower()
-    if value in ("true", "1", "yes"):
+    if value in TRUE_WORDS:
         return True
-    if value in ("false", "0", "no"):
+    if value in FALSE_WORDS:
         return False
-    raise ConfigError(f"{flag}: {text!r} is not true or false")
+    raise ConfigError(f"{flag}: {text!r} is not a boolean ({BOOL_WORDS})")
+
+
+def parse_auto_bool(flag: str, text: str) -> str:
+    """`auto` or a boolean, normalised to `auto`, `on` or `off` (e.g. --collector.pod-attribution).
+
+    Tri-state switches take the same boolean words as every other flag, so `true` works where
+    `on` does; the result keeps the historical on/off spelling the rest of the code compares to.
+    """
+    value = text.strip().lower()
+    if value == "auto":
+        return "auto"
+    try:
+        return "on" if parse_bool(flag, value) else "off"
+    except ConfigError:
+        raise ConfigError(f"{flag}: {text!r} is not auto or a boolean ({BOOL_WORDS})") from None
+
+
+def parse_simulate(flag: str, text: str, scenarios: tuple[str, ...], default: str) -> str | None:
+    """--simulate's value: a built-in scenario, a scenario file, or a boolean.
+
+    A boolean lets the environment ask for the default scenario (`GPU_NODE_EXPORTER_SIMULATE=true`)
+    or say "not simulating" explicitly (`false`), as a flag without a value cannot be written
+    there. Returns the scenario name or path, or None for not simulating. The error lists the
+    built-in scenarios, the thing a new user is most likely looking for.
+    """
+    value = text.strip()
+    if value in scenarios:
+        return value
+    if value.lower() in TRUE_WORDS:
+        return default
+    if value.lower() in FALSE_WORDS:
+        return None
+    if value and Path(value).is_file():
+        return value
+    raise ConfigError(
+        f"{flag}: {text!r} is not a built-in scenario ({', '.join(scenarios)}), a readable "
+        f"scenario file or a boolean ({BOOL_WORDS}; true means {default})"
+    )
 
 
 def parse_int(flag: str, text: str, low: int, high: int) -> int:

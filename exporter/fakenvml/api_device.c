@@ -431,3 +431,48 @@ FK_API nvmlReturn_t nvmlGpuInstanceGetInfo(nvmlGpuInstance_t gpuInstance, nvmlGp
     info->placement.size = m->gi_slices;
     FK_RET(NVML_SUCCESS);
 }
+
+/* Display state: a datacenter node has no X server on its GPUs, so no display is initialised
+ * (what nvidia-smi shows as "Display Active: Disabled"). */
+FK_API nvmlReturn_t nvmlDeviceGetDisplayActive(nvmlDevice_t device, nvmlEnableState_t *isActive)
+{
+    FK_DEV_BEGIN(device, c);
+    FK_NULLCHK(isActive);
+    FK_PHYS_ONLY(c);
+    *isActive = NVML_FEATURE_DISABLED;
+    FK_RET(NVML_SUCCESS);
+}
+
+FK_API nvmlReturn_t nvmlDeviceGetDisplayMode(nvmlDevice_t device, nvmlEnableState_t *display)
+{
+    FK_DEV_BEGIN(device, c);
+    FK_NULLCHK(display);
+    FK_PHYS_ONLY(c);
+    *display = NVML_FEATURE_DISABLED;
+    FK_RET(NVML_SUCCESS);
+}
+
+/* The driver model (WDDM/TCC/MCDM) exists on Windows only: on Linux the real driver answers
+ * NOT_SUPPORTED, after the usual handle checks (an invalid or lost GPU still says so). */
+static nvmlReturn_t driver_model(const char *fn, nvmlDevice_t device, nvmlDriverModel_t *current,
+                                 nvmlDriverModel_t *pending)
+{
+    fk_ctx c;
+    nvmlReturn_t r = fk_enter_dev(fn, device, &c);
+    if (r) return r;
+    (void)current;
+    (void)pending;
+    FK_RET(NVML_ERROR_NOT_SUPPORTED);
+}
+
+FK_API nvmlReturn_t nvmlDeviceGetDriverModel_v2(nvmlDevice_t device, nvmlDriverModel_t *current,
+                                                nvmlDriverModel_t *pending)
+{
+    return driver_model(__func__, device, current, pending);
+}
+
+FK_API nvmlReturn_t nvmlDeviceGetDriverModel(nvmlDevice_t device, nvmlDriverModel_t *current,
+                                             nvmlDriverModel_t *pending)
+{
+    return driver_model(__func__, device, current, pending);
+}

@@ -48,6 +48,16 @@ static struct { long long mtime_ns; long long size; unsigned long long ino; int 
 static char *xid_ids[MAX_XID_IDS];
 static int n_xid_ids;
 
+/* Where fk_log goes: stderr unless a program installed a handler (the exporter routes the
+ * lines into its structured log, so raw text never lands in a JSON log stream). */
+typedef void (*fk_log_handler)(const char *message);
+static fk_log_handler log_handler;
+
+FK_API void fakeNvmlSetLogHandler(fk_log_handler handler)
+{
+    __atomic_store_n(&log_handler, handler, __ATOMIC_SEQ_CST);
+}
+
 void fk_log(const char *fmt, ...)
 {
     char buf[1024];
@@ -55,6 +65,11 @@ void fk_log(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
+    fk_log_handler handler = __atomic_load_n(&log_handler, __ATOMIC_SEQ_CST);
+    if (handler) {
+        handler(buf);
+        return;
+    }
     fprintf(stderr, "%s\n", buf);
     fflush(stderr);
 }

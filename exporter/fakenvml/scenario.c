@@ -750,6 +750,17 @@ static const char *base_name(const char *path, char *out, size_t n)
     return out;
 }
 
+/* Every message names the field: "key: what is wrong" unless it already starts with the key
+ * or says the key is unknown (attribute errors such as "bad id" do not know their key). */
+static void name_key(char *msg, size_t n, const char *key)
+{
+    size_t k = strlen(key);
+    if (!strncmp(msg, key, k) || !strncmp(msg, "unknown key", 11)) return;
+    char tmp[384];   /* shorter than msg: room for the key, and no truncation warning */
+    snprintf(tmp, sizeof tmp, "%s", msg);
+    snprintf(msg, n, "%s: %s", key, tmp);
+}
+
 fk_scenario *fk_scenario_load(const char *path, char *err, size_t errlen)
 {
     char msg[512] = "";
@@ -880,7 +891,10 @@ fk_scenario *fk_scenario_load(const char *path, char *err, size_t errlen)
         }
         for (int gi = e->lo; gi <= hi; gi++) {
             g_epoch = e->section_id * 1000 + gi + 1;
-            if (fk_apply_key(&s->gpus[gi], e->key, e->value, msg, sizeof msg)) goto fail;
+            if (fk_apply_key(&s->gpus[gi], e->key, e->value, msg, sizeof msg)) {
+                name_key(msg, sizeof msg, e->key);
+                goto fail;
+            }
         }
     }
     bad_line = 0;

@@ -127,6 +127,21 @@ static void scenario_path(char *out, size_t n)
     snprintf(out, n, "%s/scenarios/%s.scn", libdir, s);
 }
 
+/* Parses a scenario file without loading it, so a program can reject a broken file before it
+ * starts (the exporter's --simulate=FILE) instead of retrying an nvmlInit that fails with
+ * UNKNOWN. Returns 0 when it loads, else -1 with "file:line: field: message" in err. */
+FK_API int fakeNvmlCheckScenario(const char *path, char *err, unsigned int errlen)
+{
+    char msg[1024] = "";
+    if (!path) return -1;
+    pthread_mutex_lock(&fk_lock);   /* the parser shares state with nvmlInit's */
+    fk_scenario *s = fk_scenario_load(path, msg, sizeof msg);
+    pthread_mutex_unlock(&fk_lock);
+    if (err && errlen) snprintf(err, errlen, "%s", s ? "" : msg);
+    free(s);
+    return s ? 0 : -1;
+}
+
 static nvmlReturn_t do_init(const char *fn)
 {
     pthread_mutex_lock(&fk_lock);

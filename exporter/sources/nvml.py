@@ -50,6 +50,10 @@ _FUNCTION_NOT_FOUND = pynvml.NVML_ERROR_FUNCTION_NOT_FOUND
 _LOST_CODES = frozenset({pynvml.NVML_ERROR_GPU_IS_LOST, pynvml.NVML_ERROR_RESET_REQUIRED})
 _SKIP_CODES = frozenset({_NOT_SUPPORTED, _FUNCTION_NOT_FOUND})
 _NOT_AVAILABLE = 0xFFFFFFFF  # gpuInstanceId/computeInstanceId when a process is not on MIG
+# NOT_SUPPORTED that only says what the GPU model is: a passively cooled datacenter GPU (A100,
+# H100, T4...) has no fan, a pre-Ampere GPU no MIG. Logged at debug: at info every start printed
+# one line per GPU with nothing to act on, and the missing series already tell the story.
+_HARDWARE_ABSENT_CALLS = frozenset({"nvmlDeviceGetFanSpeed", "nvmlDeviceGetMigMode"})
 
 _ERROR_NAMES: dict[int, str] = {
     value: name.removeprefix("NVML_ERROR_")
@@ -178,6 +182,7 @@ class NvmlSource:
         self._driver_version = ""
         self._cuda_version = ""
         self._enumerated_at = 0.0
+        self._enumerated: tuple[object, ...] = ()  # identities of the last enumeration
         self._device_count = -1
         self._errors: dict[tuple[str, str], int] = {}
         self._logged: set[tuple[int, str, int]] = set()
@@ -239,7 +244,8 @@ class NvmlSource:
             gpu.skip.add(call)
             if once not in self._logged:
                 self._logged.add(once)
-                log.info("nvml_not_supported", gpu=gpu.index, call=call, code=error_name(code))
+                level = log.debug if call in _HARDWARE_ABSENT_CALLS else log.info
+                level("nvml_not_supported", gpu=gpu.index, call=call, code=error_name(code))
             return
         key = (call, error_name(code))
         self._errors[key] = self._errors.get(key, 0) + 1
@@ -282,10 +288,16 @@ class NvmlSource:
         self._gpus = gpus
         self._device_count = count
         self._enumerated_at = time.monotonic()
-        log.info(
+        # Enumeration repeats every ENUMERATION_REFRESH_SECONDS: info only when the set of GPUs
+        # and MIG devices changed (a line every minute saying nothing changed is noise).
+        identities = tuple((gpu.labels, tuple(mig.labels for mig in gpu.migs)) for gpu in gpus)
+        changed = identities != self._enumerated
+        self._enumerated = identities
+        (log.info if changed else log.debug)(
             "gpus_enumerated",
             gpus=len(gpus),
             mig_devices=sum(len(gpu.migs) for gpu in gpus),
+            changed=changed,
         )
 
     def _describe(self, index: int) -> _Gpu:
