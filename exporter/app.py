@@ -10,6 +10,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from types import FrameType
 
 import structlog
@@ -21,7 +22,8 @@ from exporter.metrics import WEB_CONFIG_LOADED, WEB_CONFIG_RELOAD_OK
 from exporter.model import SourceHealth
 from exporter.poller import Poller
 from exporter.publisher import Publisher
-from exporter.server import ExporterHTTPServer
+from exporter.server import ExporterHTTPServer, ListenError
+from exporter.simulate import ScenarioError, detach_log_handler, prepare_simulation
 from exporter.sources.allocation import build_attribution
 from exporter.sources.nvml import NvmlSource
 from exporter.webconfig import WebConfigError, WebConfigWatcher
@@ -40,8 +42,6 @@ class Application:
         self.stop_event = threading.Event()
         library_path = None
         if config.simulate is not None:
-            from exporter.simulate import prepare_simulation
-
             library_path = prepare_simulation(config.simulate)
         self.nvml = NvmlSource(library_path=library_path, capture_processes=config.processes)
         self.publisher = Publisher(
@@ -139,14 +139,28 @@ class Application:
             self.poller.close_source()
         else:
             log.warning("nvml_call_in_flight_at_exit", detail="skipping nvmlShutdown")
+        if self.config.simulate is not None:
+            detach_log_handler()
         log.info("exporter_stopped", seconds=round(time.monotonic() - started, 3))
 
 
-def run(config: Config) -> int:
-    """Run until SIGTERM or SIGINT; returns the process exit code."""
+def run(config: Config, unknown_env: Sequence[tuple[str, str | None]] = ()) -> int:
+    """Run until SIGTERM or SIGINT; returns the process exit code.
+
+    `unknown_env`: GPU_NODE_EXPORTER_* variables the CLI did not recognise, each with the closest
+    known name, warned about once logging is set up (exporter.cli.unknown_env).
+    """
     configure_logging(config.log_level, config.log_format)
+    for variable, closest in unknown_env:
+        log.warning("unknown_environment_variable", variable=variable, did_you_mean=closest)
     try:
         app = Application(config)
+    except ScenarioError as err:  # the scenario file broke between flag validation and start
+        log.error("scenario_invalid", error=str(err))
+        return 2
+    except ListenError as err:  # a taken or forbidden address is bad input, like a bad flag
+        log.error("listen_failed", error=str(err))
+        return 2
     except OSError as err:
         log.error("startup_failed", error=str(err))
         return 1

@@ -3,14 +3,18 @@
 Every flag can also come from the environment (a DaemonSet sets env more easily than args):
 `--collection.interval` is `GPU_NODE_EXPORTER_COLLECTION_INTERVAL`. A flag on the command line
 wins over the environment. An invalid value exits with code 2 and one line naming the flag.
+Boolean flags all take one vocabulary (true/false, 1/0, yes/no, on/off). A GPU_NODE_EXPORTER_*
+variable the exporter does not know is a warning at start naming the closest known one: the
+environment has no "unknown flag" error, so a typo would otherwise be silently ignored.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import NoReturn
 
 from exporter import __version__
@@ -23,6 +27,7 @@ from exporter.config import (
     LOG_LEVELS,
     Config,
     ConfigError,
+    parse_auto_bool,
     parse_bool,
     parse_choice,
     parse_duration,
@@ -30,12 +35,23 @@ from exporter.config import (
     parse_int,
     parse_listen_address,
     parse_prefixes,
+    parse_simulate,
 )
 from exporter.fakenvml import BUILTIN_SCENARIOS, DEFAULT_SCENARIO
 from exporter.webconfig import WebConfigError, load_web_config
 
 PROG = "gpu-node-exporter"
 ENV_PREFIX = "GPU_NODE_EXPORTER_"
+#: GPU_NODE_EXPORTER_* variables that are not flags but are read by this project (the fake
+#: driver's build cache) or by its tooling, which may share the exporter's environment (the
+#: image build, the Grafana provisioning files): known, so never warned about.
+OTHER_ENV = (
+    "GPU_NODE_EXPORTER_CACHE",  # exporter/fakenvml/build.py: where --simulate's driver lives
+    "GPU_NODE_EXPORTER_IMAGE_DIR",  # scripts/image_podman.py
+    "GPU_NODE_EXPORTER_STORAGE_DRIVER",  # scripts/image_podman.py
+    "GPU_NODE_EXPORTER_PROMETHEUS_URL",  # dashboards/provisioning
+    "GPU_NODE_EXPORTER_DASHBOARDS",  # dashboards/provisioning
+)
 
 
 def env_name(flag: str) -> str:
@@ -75,7 +91,7 @@ FLAGS: tuple[tuple[str, str | None, str], ...] = (
         "--collector.pod-attribution",
         "auto",
         "Map GPUs to pods through the kubelet: auto (on when the socket or its directory "
-        "exists), on or off.",
+        "exists) or a boolean (on/off, true/false).",
     ),
     (
         "--kubelet.resource-prefixes",
@@ -100,16 +116,31 @@ FLAGS: tuple[tuple[str, str | None, str], ...] = (
     (
         "--collector.nvml-events",
         "true",
-        "Also take Xid errors from NVML events (the signal when the kernel log is unreadable).",
+        "Also take Xid errors from NVML events (the signal when the kernel log is unreadable; "
+        "true/false).",
     ),
     (
         "--collector.udev",
         "true",
-        "Watch NVIDIA GPUs appear on and leave the PCI bus (udev); always off with --simulate.",
+        "Watch NVIDIA GPUs appear on and leave the PCI bus (udev; true/false); always off with "
+        "--simulate.",
     ),
     ("--log.level", "info", f"Log level: {', '.join(LOG_LEVELS)}."),
     ("--log.format", "json", f"Log format: {', '.join(LOG_FORMATS)}."),
 )
+
+
+def add_flag(
+    parser: argparse.ArgumentParser, flag: str, default: str | None, help_text: str
+) -> None:
+    """One flag whose default is its GPU_NODE_EXPORTER_* variable (also used by diagnose)."""
+    env = env_name(flag)
+    parser.add_argument(
+        flag,
+        default=os.environ.get(env, default),
+        metavar="VALUE",
+        help=f"{help_text} Default: {default or 'unset'}. Env: {env}.",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,13 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Prometheus exporter for NVIDIA GPU nodes (NVML metrics, Xid errors, pods).",
     )
     for flag, default, help_text in FLAGS:
-        env = env_name(flag)
-        parser.add_argument(
-            flag,
-            default=os.environ.get(env, default),
-            metavar="VALUE",
-            help=f"{help_text} Default: {default or 'unset'}. Env: {env}.",
-        )
+        add_flag(parser, flag, default, help_text)
     simulate_env = os.environ.get(env_name("--simulate"))
     parser.add_argument(
         "--simulate",
@@ -135,8 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SCENARIO",
         help=(
             "Run on the bundled fake NVML driver instead of a real one, with a built-in scenario "
-            f"({', '.join(BUILTIN_SCENARIOS)}; default {DEFAULT_SCENARIO}) or a scenario file. "
-            f"Env: {env_name('--simulate')}."
+            f"({', '.join(BUILTIN_SCENARIOS)}; default {DEFAULT_SCENARIO}) or a scenario file "
+            "(checked before start). A boolean asks for the default scenario (true) or turns "
+            f"simulation off (false). Env: {env_name('--simulate')}."
         ),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -174,8 +200,16 @@ def config_from_args(argv: Sequence[str] | None = None) -> Config:
         except WebConfigError as err:
             raise ConfigError(f"{label('--web.config.file')}: {err}") from None
     simulate = args["simulate"]
+    if simulate is not None:
+        simulate = parse_simulate(
+            label("--simulate"), str(simulate), BUILTIN_SCENARIOS, DEFAULT_SCENARIO
+        )
     if simulate is not None and simulate not in BUILTIN_SCENARIOS:
-        parse_existing_file(label("--simulate"), simulate)
+        from exporter.simulate import scenario_problem  # builds the fake driver: only here
+
+        problem = scenario_problem(simulate)
+        if problem:
+            raise ConfigError(f"{label('--simulate')}: {problem}")
     return Config(
         listen=listen,
         interval_seconds=interval,
@@ -190,10 +224,8 @@ def config_from_args(argv: Sequence[str] | None = None) -> Config:
         udev=parse_bool(label("--collector.udev"), value("--collector.udev") or ""),
         log_level=parse_choice(label("--log.level"), value("--log.level") or "", LOG_LEVELS),
         log_format=parse_choice(label("--log.format"), value("--log.format") or "", LOG_FORMATS),
-        pod_attribution=parse_choice(
-            label("--collector.pod-attribution"),
-            value("--collector.pod-attribution") or "",
-            ("auto", "on", "off"),
+        pod_attribution=parse_auto_bool(
+            label("--collector.pod-attribution"), value("--collector.pod-attribution") or ""
         ),
         processes=parse_bool(label("--collector.processes"), value("--collector.processes") or ""),
         processes_top_n=parse_int(
@@ -209,13 +241,35 @@ def config_from_args(argv: Sequence[str] | None = None) -> Config:
     )
 
 
+def known_env() -> tuple[str, ...]:
+    """Every GPU_NODE_EXPORTER_* variable this project reads, sorted."""
+    flags = [flag for flag, _, _ in FLAGS] + ["--simulate"]
+    return tuple(sorted({env_name(flag) for flag in flags} | set(OTHER_ENV)))
+
+
+def unknown_env(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """(variable, closest known variable or None) for each unknown GPU_NODE_EXPORTER_* name."""
+    known = known_env()
+    return [
+        (name, next(iter(difflib.get_close_matches(name, known, n=1, cutoff=0.6)), None))
+        for name in sorted(environ)
+        if name.startswith(ENV_PREFIX) and name not in known
+    ]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `gpu-node-exporter` and `python -m exporter`."""
+    """Entry point of `gpu-node-exporter` and `python -m exporter`; `diagnose` as the first
+    argument runs the node checklist instead (exporter/diagnose) and exits with its verdict."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["diagnose"]:
+        from exporter import diagnose  # imported late: the exporter itself never needs it
+
+        return diagnose.main(args[1:])
     try:
-        config = config_from_args(argv)
+        config = config_from_args(args)
     except ConfigError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
     from exporter.app import run  # imported late: --help and bad flags stay fast
 
-    return run(config)
+    return run(config, unknown_env=unknown_env(os.environ))
