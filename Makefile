@@ -41,9 +41,10 @@ run: $(PY)
 
 # Debian packages the end-to-end tests use (promtool, Prometheus, Alertmanager). Installed only
 # when we are root and they are missing; otherwise the tests that need them say so loudly.
-# podman, buildah, runc and mmdebstrap build and run the image (tests/image, make image).
-SYSTEM_TOOLS := promtool prometheus-alertmanager podman buildah runc mmdebstrap
-SYSTEM_PACKAGES := prometheus prometheus-alertmanager podman buildah runc mmdebstrap
+# podman, buildah, runc and mmdebstrap build and run the image (tests/image, make image);
+# chromium loads the status page in tests/test_statuspage.py.
+SYSTEM_TOOLS := promtool prometheus-alertmanager podman buildah runc mmdebstrap chromium
+SYSTEM_PACKAGES := prometheus prometheus-alertmanager podman buildah runc mmdebstrap chromium
 
 system-deps:
 	@missing=""; for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \

@@ -33,6 +33,34 @@ class Exposition:
     content_type: str
 
 
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What the last render saw, for readers other than /metrics (the status page).
+
+    `generation` counts renders (0: none yet), so a reader can cache what it derives from a
+    snapshot and redo it at most once per render. `samples` is every source's samples and the
+    exporter's health merged into one map; families only one source publishes keep that
+    source's own tuple, so building it copies no samples.
+    """
+
+    generation: int
+    samples: SampleMap
+    sources: Mapping[str, SourceHealth]
+    rendered_at: float  # Unix time of the render
+
+
+EMPTY_SNAPSHOT = Snapshot(0, {}, {}, 0.0)
+
+
+def _merge(parts: Sequence[SampleMap]) -> dict[str, Sequence[Sample]]:
+    merged: dict[str, Sequence[Sample]] = {}
+    for part in parts:
+        for family, samples in part.items():
+            previous = merged.get(family)
+            merged[family] = samples if previous is None else (*previous, *samples)
+    return merged
+
+
 def _encode(text: str, content_type: str) -> Exposition:
     body = text.encode()
     return Exposition(body, gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0), content_type)
@@ -64,6 +92,7 @@ class Publisher:
         self._openmetrics: Exposition | None = None
         self._render_seconds = 0.0
         self._first_collection_version: int | None = None
+        self._snapshot = EMPTY_SNAPSHOT
 
     # -- sources -------------------------------------------------------------------------
 
@@ -175,6 +204,7 @@ class Publisher:
             parts: list[SampleMap] = [state.samples for _, state in sorted(self._sources.items())]
             parts.append(self._health_samples(time.monotonic()))
             want_openmetrics = self._want_openmetrics
+            healths = {name: state.health for name, state in self._sources.items()}
         tail_text = self._process.render(openmetrics=False) if self._process else ""
         text = _encode(render(parts, openmetrics=False, tail=tail_text), TEXT_CONTENT_TYPE)
         openmetrics_exposition = None
@@ -189,6 +219,17 @@ class Publisher:
                 self._openmetrics = openmetrics_exposition
             self._rendered_version = version
             self._render_seconds = time.perf_counter() - started
+            self._snapshot = Snapshot(
+                self._snapshot.generation + 1, _merge(parts), healths, time.time()
+            )
+
+    def snapshot(self) -> Snapshot:
+        """The samples and source health of the last render; one attribute read, no copy.
+
+        Why from the last render and not from the sources: a page built from it shows the
+        same numbers /metrics serves, and reading it never waits on a source or on NVML.
+        """
+        return self._snapshot
 
     def exposition(self, openmetrics: bool) -> Exposition:
         """The last rendered exposition; renders once synchronously only before the first one."""

@@ -1,4 +1,4 @@
-"""The HTTP server: /metrics from memory, /healthz, /readyz and a landing page; TLS and auth.
+"""The HTTP server: /metrics from memory, /healthz, /readyz, the status page; TLS and auth.
 
 Why this shape (one event loop, plus a thread for bcrypt) rather than a thread per
 connection: every answer is bytes the publisher already rendered, so a request costs a header
@@ -33,7 +33,7 @@ Authorization header (see docs/web-config.md).
 from __future__ import annotations
 
 import contextlib
-import io
+import errno
 import itertools
 import queue
 import selectors
@@ -46,33 +46,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler
 
 import structlog
 
-from exporter import __version__
 from exporter.config import ListenAddress
+from exporter.http_handler import NeedsBcryptError, RequestHandler
 from exporter.publisher import Publisher
-from exporter.webconfig import AuthResult, WebConfigWatcher, parse_basic_auth, peer_sans
+from exporter.statuspage import StatusPage
+from exporter.webconfig import WebConfigWatcher, peer_sans
 
 log = structlog.get_logger(__name__)
 
-KNOWN_PATHS = ("/metrics", "/healthz", "/readyz", "/")
 MAX_REQUEST_LINE = 8192
 SEND_CHUNK = 256 * 1024
 TLS_HANDSHAKE_RECORD = 0x16
-REALM = "gpu-node-exporter"
-
-LANDING_PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>gpu-node-exporter</title></head>
-<body><h1>gpu-node-exporter {version}</h1>
-<p>Prometheus exporter for NVIDIA GPU nodes.</p>
-<ul>
-<li><a href="/metrics">/metrics</a> - Prometheus and OpenMetrics exposition</li>
-<li><a href="/healthz">/healthz</a> - the process is alive</li>
-<li><a href="/readyz">/readyz</a> - the first collection finished and NVML answers</li>
-</ul></body></html>
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,18 +77,6 @@ class ServerLimits:
     max_head_bytes: int = 16384
 
 
-def _wants_openmetrics(accept: str) -> bool:
-    return "application/openmetrics-text" in accept
-
-
-def _accepts_gzip(accept_encoding: str) -> bool:
-    for part in accept_encoding.split(","):
-        coding, _, params = part.strip().partition(";")
-        if coding.strip().lower() == "gzip":
-            return params.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
-    return False
-
-
 def _plain_response(status: HTTPStatus, body: str, extra: str = "") -> bytes:
     """A complete response written by the loop itself (errors found before any handler)."""
     payload = body.encode()
@@ -111,161 +86,30 @@ def _plain_response(status: HTTPStatus, body: str, extra: str = "") -> bytes:
     ).encode() + payload
 
 
-class _NeedsBcryptError(Exception):
-    """Raised on the loop when credentials need a bcrypt check: re-run on an auth thread."""
+class ListenError(OSError):
+    """The listen address could not be bound; the message names the address and a way out.
+
+    Why its own type: the bare OSError said `[Errno 98] Address already in use` and left the
+    reader to guess which address; the app turns this one into a one-line exit with code 2
+    (bad input), like an invalid flag.
+    """
 
 
-class _Collector:
-    """The handler's wfile: collects the response so the loop can write it without blocking."""
-
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-
-    def write(self, data: bytes) -> int:
-        self.chunks.append(bytes(data))
-        return len(data)
-
-    def flush(self) -> None:
-        """Nothing to flush: the loop thread writes the chunks."""
+_LISTEN_HINTS = {
+    errno.EADDRINUSE: "another process holds this port (a second exporter?); stop it or "
+    "choose another port with --web.listen-address",
+    errno.EACCES: "ports below 1024 need CAP_NET_BIND_SERVICE; choose a port above 1023",
+    errno.EADDRNOTAVAIL: "no network interface of this host has that address",
+}
 
 
-class _Handler(BaseHTTPRequestHandler):
-    """Runs over one complete request head (loop or auth thread); never touches the socket."""
-
-    server: ExporterHTTPServer  # type: ignore[assignment]
-    protocol_version = "HTTP/1.1"
-    server_version = "gpu-node-exporter"
-    sys_version = ""
-    # Answer malformed requests with a real status line, never an HTTP/0.9 headerless body.
-    default_request_version = "HTTP/1.0"
-    error_message_format = "%(code)d %(message)s\n"
-    error_content_type = "text/plain; charset=utf-8"
-
-    @classmethod
-    def run(
-        cls, server: ExporterHTTPServer, head: bytes, client: tuple[str, int], slow_ok: bool
-    ) -> tuple[list[bytes], bool]:
-        """Answer one request; returns the response chunks and whether to close."""
-        handler = cls.__new__(cls)
-        handler.server = server
-        handler.client_address = client
-        handler.rfile = io.BytesIO(head)
-        collector = _Collector()
-        handler.wfile = collector  # type: ignore[assignment]
-        handler.close_connection = True
-        handler.slow_ok = slow_ok
-        active = server.web.active if server.web is not None else None
-        handler.extra_headers = active.config.headers if active is not None else ()
-        handler.handle_one_request()
-        return collector.chunks, handler.close_connection
-
-    slow_ok: bool
-    extra_headers: tuple[tuple[str, str], ...]
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Access logs are off: scrapes every few seconds would drown the useful events."""
-
-    def end_headers(self) -> None:
-        """Add the web config's security headers to every response."""
-        for name, value in self.extra_headers:
-            self.send_header(name, value)
-        super().end_headers()
-
-    def parse_request(self) -> bool:
-        """Parse, then enforce basic auth on every path and method (as exporter-toolkit)."""
-        if not super().parse_request():
-            return False
-        if (
-            self.command not in ("GET", "HEAD")
-            or self.headers.get("Transfer-Encoding")
-            or (self.headers.get("Content-Length", "0").strip() not in ("", "0"))
-        ):
-            self.close_connection = True  # a body we do not read must not become a request
-        return self._authorized()
-
-    def _authorized(self) -> bool:
-        web = self.server.web
-        if web is None:
-            return True
-        active = web.active
-        if not active.config.auth_required:
-            return True
-        credentials = parse_basic_auth(self.headers.get("Authorization"))
-        if credentials is not None:
-            verdict = active.authenticator.cached(*credentials)
-            if verdict is AuthResult.NEEDS_BCRYPT:
-                if not self.slow_ok:
-                    raise _NeedsBcryptError
-                verdict = (
-                    AuthResult.ALLOW
-                    if active.authenticator.verify(*credentials)
-                    else AuthResult.DENY
-                )
-            if verdict is AuthResult.ALLOW:
-                return True
-        self._send(
-            HTTPStatus.UNAUTHORIZED,
-            b"Unauthorized\n",
-            "text/plain; charset=utf-8",
-            {"WWW-Authenticate": f'Basic realm="{REALM}", charset="UTF-8"'},
-        )
-        return False
-
-    def _send(
-        self, status: int, body: bytes, content_type: str, extra: dict[str, str] | None = None
-    ) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for key, value in (extra or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-        path = self.path.split("?", 1)[0]
-        self.server.publisher.count_request(path if path in KNOWN_PATHS else "other", status)
-
-    def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
-        if path == "/metrics":
-            self._metrics()
-        elif path == "/healthz":
-            self._send(HTTPStatus.OK, b"ok\n", "text/plain; charset=utf-8")
-        elif path == "/readyz":
-            ready, reason = self.server.readiness()
-            status = HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE
-            self._send(status, (reason + "\n").encode(), "text/plain; charset=utf-8")
-        elif path == "/":
-            body = LANDING_PAGE.format(version=__version__).encode()
-            self._send(HTTPStatus.OK, body, "text/html; charset=utf-8")
-        else:
-            self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
-
-    def do_HEAD(self) -> None:
-        self.do_GET()
-
-    def _not_allowed(self) -> None:
-        self._send(
-            HTTPStatus.METHOD_NOT_ALLOWED,
-            b"method not allowed\n",
-            "text/plain; charset=utf-8",
-            {"Allow": "GET, HEAD"},
-        )
-
-    # Every other standard method gets 405 (stdlib naming, hence noqa); unknown ones get 501.
-    do_POST = do_PUT = do_DELETE = do_PATCH = _not_allowed  # noqa: N815
-    do_OPTIONS = do_TRACE = do_CONNECT = _not_allowed  # noqa: N815
-
-    def _metrics(self) -> None:
-        exposition = self.server.publisher.exposition(
-            _wants_openmetrics(self.headers.get("Accept", ""))
-        )
-        headers = {"Vary": "Accept, Accept-Encoding", "Cache-Control": "no-store"}
-        if _accepts_gzip(self.headers.get("Accept-Encoding", "")):
-            headers["Content-Encoding"] = "gzip"
-            self._send(HTTPStatus.OK, exposition.gzipped, exposition.content_type, headers)
-        else:
-            self._send(HTTPStatus.OK, exposition.body, exposition.content_type, headers)
+def _listen_error(host: str, port: int, err: OSError) -> ListenError:
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    reason = (err.strerror or str(err)).lower()
+    hint = _LISTEN_HINTS.get(err.errno or 0)
+    error = ListenError(f"cannot listen on {address}: {reason}" + (f": {hint}" if hint else ""))
+    error.errno = err.errno
+    return error
 
 
 class _State(Enum):
@@ -316,6 +160,7 @@ class ExporterHTTPServer:
         limits: ServerLimits | None = None,
     ) -> None:
         self.publisher = publisher
+        self.status_page = StatusPage(publisher)
         self.readiness = readiness
         self.web = web
         self.limits = limits or ServerLimits()
@@ -336,9 +181,9 @@ class ExporterHTTPServer:
             self.socket.bind((host, listen.port))
             self.socket.listen(1024)
             self.socket.setblocking(False)
-        except OSError:
+        except OSError as err:
             self.socket.close()
-            raise
+            raise _listen_error(host, listen.port, err) from err
         self.server_address = self.socket.getsockname()
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
@@ -443,8 +288,8 @@ class ExporterHTTPServer:
         """Run the handler for one request head and queue the response for the loop."""
         ident, head, client = job
         try:
-            chunks, close = _Handler.run(self, head, client, slow_ok=slow)
-        except _NeedsBcryptError:
+            chunks, close = RequestHandler.run(self, head, client, slow_ok=slow)
+        except NeedsBcryptError:
             try:
                 self._auth_jobs.put_nowait(job)
                 return

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import errno
 import gzip
 import http.client
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -12,7 +15,7 @@ from exporter import metrics
 from exporter.config import ListenAddress
 from exporter.model import SourceHealth
 from exporter.publisher import Publisher
-from exporter.server import ExporterHTTPServer
+from exporter.server import ExporterHTTPServer, ListenError
 
 
 @pytest.fixture
@@ -111,3 +114,52 @@ def test_keep_alive_connections_disable_nagle(server: ExporterHTTPServer) -> Non
             assert entry.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
     finally:
         conn.close()
+
+
+def test_the_server_header_has_no_trailing_space(server: ExporterHTTPServer) -> None:
+    # The stdlib writes server_version + " " + sys_version; with sys_version "" that left
+    # "gpu-node-exporter " on every response.
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            chunk = sock.recv(4096)
+            assert chunk, f"connection closed before the head ended: {reply!r}"
+            reply += chunk
+    lines = reply.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+    assert [line for line in lines if line.lower().startswith(b"server:")] == [
+        b"Server: gpu-node-exporter"
+    ]
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    yield holder.getsockname()[1]
+    holder.close()
+
+
+def test_a_taken_port_is_named_in_the_error(taken_port: int) -> None:
+    publisher = Publisher(process_metrics=False)
+    with pytest.raises(ListenError) as caught:
+        ExporterHTTPServer(ListenAddress("127.0.0.1", taken_port), publisher, lambda: (True, ""))
+    message = str(caught.value)
+    assert message.startswith(f"cannot listen on 127.0.0.1:{taken_port}: address already in use")
+    assert "--web.listen-address" in message and "Errno" not in message
+    assert caught.value.errno == errno.EADDRINUSE
+
+
+def test_a_taken_port_exits_2_with_one_line_naming_it(taken_port: int) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "exporter", f"--web.listen-address=127.0.0.1:{taken_port}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    output = (result.stdout + result.stderr).strip().splitlines()
+    assert len(output) == 1, output
+    assert f"cannot listen on 127.0.0.1:{taken_port}: address already in use" in output[0]
+    assert result.returncode == 2, output
