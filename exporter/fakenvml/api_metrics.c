@@ -550,14 +550,20 @@ static nvmlReturn_t procs(const char *fn, nvmlDevice_t device, unsigned int *inf
     if (r) return r;
     FK_NULLCHK(infoCount);
     unsigned int n = 0;
-    for (int i = 0; i < c.g->n_procs; i++) n += (unsigned int)proc_matches(&c, &c.g->procs[i], graphics);
+    fk_proc pbuf;
+    const fk_proc *p = &pbuf;
+    int np = fk_proc_count(c.g, c.gpu);
+    for (int i = 0; i < np; i++) {
+        fk_proc_at(c.g, c.gpu, i, &pbuf);
+        n += (unsigned int)proc_matches(&c, p, graphics);
+    }
     if (*infoCount < n || (n && !infos)) {
         *infoCount = n;
         FK_RET(NVML_ERROR_INSUFFICIENT_SIZE);
     }
     unsigned int k = 0;
-    for (int i = 0; i < c.g->n_procs; i++) {
-        const fk_proc *p = &c.g->procs[i];
+    for (int i = 0; i < np; i++) {
+        fk_proc_at(c.g, c.gpu, i, &pbuf);
         if (!proc_matches(&c, p, graphics)) continue;
         if (elem == sizeof(nvmlProcessInfo_v2_t)) {
             nvmlProcessInfo_v2_t *o = (nvmlProcessInfo_v2_t *)infos + k;
@@ -611,7 +617,13 @@ FK_API nvmlReturn_t nvmlDeviceGetProcessUtilization(nvmlDevice_t device, nvmlPro
     if (c.slot >= 0 || c.g->mig_current) FK_RET(NVML_ERROR_NOT_SUPPORTED);
     unsigned long long now = fk_now_us();
     unsigned int n = 0;
-    for (int i = 0; i < c.g->n_procs; i++) n += (unsigned int)(c.g->procs[i].compute || c.g->procs[i].graphics);
+    fk_proc pbuf;
+    const fk_proc *p = &pbuf;
+    int np = fk_proc_count(c.g, c.gpu);
+    for (int i = 0; i < np; i++) {
+        fk_proc_at(c.g, c.gpu, i, &pbuf);
+        n += (unsigned int)(p->compute || p->graphics);
+    }
     /* Like the driver: no samples newer than lastSeenTimeStamp -> NOT_FOUND. */
     if (!n || lastSeenTimeStamp >= now) FK_RET(NVML_ERROR_NOT_FOUND);
     if (!utilization || *processSamplesCount < n) {
@@ -620,8 +632,8 @@ FK_API nvmlReturn_t nvmlDeviceGetProcessUtilization(nvmlDevice_t device, nvmlPro
     }
     double t = fk_now();
     unsigned int share = pct(&c.g->util_gpu, t) / n, mshare = pct(&c.g->util_mem, t) / n, k = 0;
-    for (int i = 0; i < c.g->n_procs; i++) {
-        const fk_proc *p = &c.g->procs[i];
+    for (int i = 0; i < np; i++) {
+        fk_proc_at(c.g, c.gpu, i, &pbuf);
         if (!(p->compute || p->graphics)) continue;
         nvmlProcessUtilizationSample_t *o = &utilization[k++];
         memset(o, 0, sizeof *o);

@@ -163,11 +163,13 @@ def stub_source(functions: dict[str, str]) -> str:
         '#pragma GCC diagnostic ignored "-Wunused-parameter"',
         '#pragma GCC diagnostic ignored "-Wdeprecated-declarations"',
         '#define FK_STUB __attribute__((weak, visibility("default")))',
+        "void fk_count_call(int with_latency); /* calls.c: every entry point is counted */",
         "",
     ]
     for name in sorted(functions):
         lines.append(
-            f"FK_STUB nvmlReturn_t {name}({functions[name]}) {{ return NVML_ERROR_NOT_SUPPORTED; }}"
+            f"FK_STUB nvmlReturn_t {name}({functions[name]}) "
+            "{ fk_count_call(1); return NVML_ERROR_NOT_SUPPORTED; }"
         )
     return "\n".join(lines) + "\n"
 

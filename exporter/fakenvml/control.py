@@ -119,6 +119,12 @@ class FakeNvmlControl:
         lib.fakeNvmlSetValue.restype = ctypes.c_int
         lib.fakeNvmlSetKey.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p]
         lib.fakeNvmlSetKey.restype = ctypes.c_int
+        lib.fakeNvmlGetCallCount.argtypes = []
+        lib.fakeNvmlGetCallCount.restype = ctypes.c_ulonglong
+        lib.fakeNvmlResetCallCount.argtypes = []
+        lib.fakeNvmlResetCallCount.restype = None
+        lib.fakeNvmlSetCallLatency.argtypes = [ctypes.c_int]
+        lib.fakeNvmlSetCallLatency.restype = None
 
     @property
     def directory(self) -> Path:
@@ -177,6 +183,31 @@ class FakeNvmlControl:
         """Override one scenario key with its textual form, e.g. ``("power_w", "300 50 10")``."""
         if self.lib.fakeNvmlSetKey(gpu, key.encode(), value.encode()) != 0:
             raise ValueError(f"cannot set {key!r}={value!r} on gpu {gpu} (see stderr)")
+
+    def call_count(self) -> int:
+        """NVML entry-point calls made in this process since load (or the last reset)."""
+        return int(self.lib.fakeNvmlGetCallCount())
+
+    def reset_call_count(self) -> None:
+        """Zero the in-process call counter (the ``FAKE_NVML_CALL_COUNTER`` file is untouched)."""
+        self.lib.fakeNvmlResetCallCount()
+
+    def set_call_latency(self, microseconds: int | None) -> None:
+        """Spend this long in every NVML call; ``None`` returns to ``FAKE_NVML_CALL_LATENCY_US``."""
+        self.lib.fakeNvmlSetCallLatency(-1 if microseconds is None else int(microseconds))
+
+
+def read_call_counter(path: str | os.PathLike[str]) -> int:
+    """The value in a ``FAKE_NVML_CALL_COUNTER`` file (0 while the library has not created it).
+
+    The library maps the 8-byte file shared and increments it on every NVML call, so another
+    process (a benchmark watching an exporter) reads it at any moment without asking.
+    """
+    try:
+        data = Path(path).read_bytes()[:8]
+    except FileNotFoundError:
+        return 0
+    return int.from_bytes(data.ljust(8, b"\0"), "little")
 
 
 class FaultFile:

@@ -234,6 +234,15 @@ int fk_name_matches(const char *pattern, const char *fn);
 /* ---- events.c ---- */
 int fk_inject_xid_locked(int gpu, unsigned long long xid, unsigned int gi, unsigned int ci);
 
+/* ---- calls.c ---- */
+/* Counts one NVML entry point call and, with_latency, spends FAKE_NVML_CALL_LATENCY_US. */
+void fk_count_call(int with_latency);
+void fk_calls_env_locked(void);     /* reads the FAKE_NVML_CALL_* / FAKE_NVML_PROCESSES vars at init */
+extern int fk_synth_procs;          /* FAKE_NVML_PROCESSES, -1 = use the scenario's processes */
+int fk_proc_count(const fk_gpu *g, int gpu);
+void fk_proc_at(const fk_gpu *g, int gpu, int i, fk_proc *out);
+int fk_synth_pid_gpu(unsigned int pid);   /* GPU of a synthetic pid, -1 if not one */
+
 /* ---- helpers ---- */
 int fk_copy_str(char *dst, unsigned int len, const char *src);   /* NVML_ERROR_INSUFFICIENT_SIZE if short */
 void fk_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -393,6 +393,7 @@ nvmlReturn_t fk_init_fault_locked(const char *fn)
 nvmlReturn_t fk_enter_dev(const char *fn, nvmlDevice_t dev, fk_ctx *c)
 {
     int gpu, slot;
+    fk_count_call(1);
     pthread_mutex_lock(&fk_lock);
     if (!fk_refcount) {
         pthread_mutex_unlock(&fk_lock);
@@ -432,6 +433,7 @@ nvmlReturn_t fk_enter_dev(const char *fn, nvmlDevice_t dev, fk_ctx *c)
 
 nvmlReturn_t fk_enter_idx(const char *fn, int gpu)
 {
+    fk_count_call(1);
     pthread_mutex_lock(&fk_lock);
     if (!fk_refcount) {
         pthread_mutex_unlock(&fk_lock);
