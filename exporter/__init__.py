@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from importlib import metadata
+from exporter.distinfo import distribution_version
 
-try:
-    __version__ = metadata.version("gpu-node-exporter")
-except metadata.PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+source"
+# None: running from a source tree that was never installed.
+__version__ = distribution_version("gpu-node-exporter") or "0.0.0+source"

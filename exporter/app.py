@@ -12,12 +12,14 @@ import threading
 import time
 from collections.abc import Sequence
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import structlog
 
 from exporter import __version__
-from exporter.config import Config
+from exporter.config import Config, WebConfigError
 from exporter.logs import configure_logging
+from exporter.malloc import cap_malloc_arenas
 from exporter.metrics import WEB_CONFIG_LOADED, WEB_CONFIG_RELOAD_OK
 from exporter.model import SourceHealth
 from exporter.poller import Poller
@@ -26,8 +28,10 @@ from exporter.server import ExporterHTTPServer, ListenError
 from exporter.simulate import ScenarioError, detach_log_handler, prepare_simulation
 from exporter.sources.allocation import build_attribution
 from exporter.sources.nvml import NvmlSource
-from exporter.webconfig import WebConfigError, WebConfigWatcher
 from exporter.xid.service import XidService
+
+if TYPE_CHECKING:
+    from exporter.webconfig import WebConfigWatcher
 
 log = structlog.get_logger(__name__)
 
@@ -53,16 +57,32 @@ class Application:
             self.publisher,
             config.interval_seconds,
             self.stop_event,
-            on_first_collection=self.publisher.mark_first_collection,
+            on_first_collection=self._after_collection,
         )
         self.attribution = build_attribution(config, self.nvml, self.publisher, self.stop_event)
         self.xid = XidService(config, self.nvml, self.publisher, self.stop_event, library_path)
-        self.web = WebConfigWatcher(config.web_config_file) if config.web_config_file else None
+        self.web: WebConfigWatcher | None = None
+        if config.web_config_file:  # the TLS and auth machinery loads only when configured
+            from exporter.webconfig import WebConfigWatcher
+
+            self.web = WebConfigWatcher(config.web_config_file)
         self.server = ExporterHTTPServer(config.listen, self.publisher, self.readiness, self.web)
         self._threads: list[threading.Thread] = []
 
+    def _after_collection(self) -> None:
+        """After each NVML collection: readiness, and the Xid state's view of the directory.
+
+        Why here and not only on the kernel-log follower's wake-ups: the directory changes in a
+        collection, and a GPU seen lost must be handed to the NVML source before a reset can
+        end it; tying that to the collection makes it certain instead of a race with the
+        follower's wait (and lets the follower sleep longer).
+        """
+        self.publisher.mark_first_collection()
+        self.xid.state.refresh()
+
     def readiness(self) -> tuple[bool, str]:
         """Ready once the first NVML collection finished and NVML answers."""
+        self.publisher.refresh()  # no render thread: the first reader takes the generation
         if not self.publisher.first_collection_done():
             return False, "not ready: first collection still running"
         health = self.publisher.source_health("nvml")
@@ -83,17 +103,14 @@ class Application:
         )
 
     def start(self) -> None:
-        """Start the render thread, the poll thread and the HTTP server."""
-        render = threading.Thread(
-            target=self.publisher.run, args=(self.stop_event,), name="render", daemon=True
-        )
+        """Start the poll thread and the HTTP server (scrapes render: no render thread)."""
         http = threading.Thread(
             target=self.server.serve_forever,
             kwargs={"poll_interval": 0.2},
             name="http",
             daemon=True,
         )
-        self._threads = [render, http]
+        self._threads = [http]
         for thread in self._threads:
             thread.start()
         if self.web is not None:
@@ -124,7 +141,6 @@ class Application:
         started = time.monotonic()
         deadline = started + STOP_BUDGET_SECONDS
         self.stop_event.set()
-        self.publisher.wake()
         self.server.shutdown()
         self.server.server_close()
 
@@ -150,6 +166,7 @@ def run(config: Config, unknown_env: Sequence[tuple[str, str | None]] = ()) -> i
     `unknown_env`: GPU_NODE_EXPORTER_* variables the CLI did not recognise, each with the closest
     known name, warned about once logging is set up (exporter.cli.unknown_env).
     """
+    cap_malloc_arenas()  # before any thread starts
     configure_logging(config.log_level, config.log_format)
     for variable, closest in unknown_env:
         log.warning("unknown_environment_variable", variable=variable, did_you_mean=closest)
@@ -179,7 +196,8 @@ def run(config: Config, unknown_env: Sequence[tuple[str, str | None]] = ()) -> i
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     app.start()
-    while not stop_requested.wait(1.0):
-        pass
+    # No timeout: the wait is interrupted by the signal, whose handler sets the event, so the
+    # main thread costs no wake-ups while the exporter runs.
+    stop_requested.wait()
     app.stop()
     return 0

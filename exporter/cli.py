@@ -27,6 +27,7 @@ from exporter.config import (
     LOG_LEVELS,
     Config,
     ConfigError,
+    WebConfigError,
     parse_auto_bool,
     parse_bool,
     parse_choice,
@@ -38,7 +39,6 @@ from exporter.config import (
     parse_simulate,
 )
 from exporter.fakenvml import BUILTIN_SCENARIOS, DEFAULT_SCENARIO
-from exporter.webconfig import WebConfigError, load_web_config
 
 PROG = "gpu-node-exporter"
 ENV_PREFIX = "GPU_NODE_EXPORTER_"
@@ -195,6 +195,8 @@ def config_from_args(argv: Sequence[str] | None = None) -> Config:
     web_config = None
     if web_config_raw:
         web_config = parse_existing_file(label("--web.config.file"), web_config_raw)
+        from exporter.webconfig import load_web_config  # TLS and auth only when configured
+
         try:
             load_web_config(web_config)
         except WebConfigError as err:

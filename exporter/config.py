@@ -32,6 +32,14 @@ class ConfigError(ValueError):
     """A configuration value is invalid; the message names the flag."""
 
 
+class WebConfigError(ValueError):
+    """The web config file is invalid; the message names the key.
+
+    Defined here, not in exporter.webconfig (which re-exports it), so the application can catch
+    it without importing the web config's TLS and auth machinery when no file is configured.
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class ListenAddress:
     """Where the HTTP server binds; an empty host means every interface (IPv4 and IPv6)."""

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import io
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING
 
-from exporter.webconfig import AuthResult, parse_basic_auth
+from exporter.http_request import HTTPRequestBase
 
 if TYPE_CHECKING:
     from exporter.server import ExporterHTTPServer
@@ -52,17 +51,12 @@ class ResponseCollector:
         """Nothing to flush: the loop thread writes the chunks."""
 
 
-class RequestHandler(BaseHTTPRequestHandler):
+class RequestHandler(HTTPRequestBase):
     """Runs over one complete request head (loop or auth thread); never touches the socket."""
 
-    server: ExporterHTTPServer  # type: ignore[assignment]
-    protocol_version = "HTTP/1.1"
-    server_version = "gpu-node-exporter"
-    sys_version = ""
+    server: ExporterHTTPServer
     # Answer malformed requests with a real status line, never an HTTP/0.9 headerless body.
     default_request_version = "HTTP/1.0"
-    error_message_format = "%(code)d %(message)s\n"
-    error_content_type = "text/plain; charset=utf-8"
 
     @classmethod
     def run(
@@ -74,7 +68,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         handler.client_address = client
         handler.rfile = io.BytesIO(head)
         collector = ResponseCollector()
-        handler.wfile = collector  # type: ignore[assignment]
+        handler.wfile = collector
         handler.close_connection = True
         handler.slow_ok = slow_ok
         active = server.web.active if server.web is not None else None
@@ -85,12 +79,7 @@ class RequestHandler(BaseHTTPRequestHandler):
     slow_ok: bool
     extra_headers: tuple[tuple[str, str], ...]
 
-    def version_string(self) -> str:
-        """The Server header: the stdlib appends " " + sys_version, a trailing space here."""
-        return self.server_version
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Access logs are off: scrapes every few seconds would drown the useful events."""
+    # Access logs are off: scrapes every few seconds would drown the useful events.
 
     def end_headers(self) -> None:
         """Add the web config's security headers to every response."""
@@ -117,6 +106,8 @@ class RequestHandler(BaseHTTPRequestHandler):
         active = web.active
         if not active.config.auth_required:
             return True
+        from exporter.webconfig import AuthResult, parse_basic_auth  # loaded with the web config
+
         credentials = parse_basic_auth(self.headers.get("Authorization"))
         if credentials is not None:
             verdict = active.authenticator.cached(*credentials)
@@ -152,7 +143,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         self.server.publisher.count_request(path if path in KNOWN_PATHS else "other", status)
 
-    def do_GET(self) -> None:
+    def do_GET(self) -> None:  # noqa: N802 - the method name dispatches the request
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
             self._metrics()
@@ -163,6 +154,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             status = HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE
             self._send(status, (reason + "\n").encode(), "text/plain; charset=utf-8")
         elif path == "/":
+            self.server.publisher.refresh()  # the page shows the generation /metrics serves
             self._send(
                 HTTPStatus.OK,
                 self.server.status_page.body(),
@@ -172,7 +164,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         else:
             self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
 
-    def do_HEAD(self) -> None:
+    def do_HEAD(self) -> None:  # noqa: N802
         self.do_GET()
 
     def _not_allowed(self) -> None:

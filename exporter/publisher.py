@@ -1,15 +1,19 @@
-"""The publisher: the latest samples of every source, rendered once, served to every scraper.
+"""The publisher: the latest samples of every source, rendered on demand, served to every scraper.
 
-Why a render thread instead of rendering on scrape: a scrape must never wait on NVML, on a lock
-held by a slow source, or on the render itself. Sources publish immutable sample maps; the render
-thread turns them into bytes (plain and gzip) as soon as something changes, and at least every
-`refresh_seconds` so the exporter's own health (stalls, process metrics) stays current. A scrape
-only picks up the last bytes: one attribute read.
+Why render on the first scrape after a change instead of on every change: a node exporter
+collects far more often than anyone reads it (every second, scraped every 15 s, or not at all),
+and the render (both formats, plus gzip) was most of the process's CPU with nobody scraping. So
+sources only publish immutable sample maps (a swap under the lock); the first reader after a
+change (a scrape, /readyz, the status page) takes a new generation of the state, and each format,
+and its gzip variant, is rendered at most once per generation, only when a client asks for it.
+A scrape never waits on NVML or on a slow source (they publish finished maps); it waits at most
+for one render of the format it asked for, which the scrapers after it then share. The
+exporter's own health (stalls, heartbeats, process metrics) is re-read when the last generation
+is older than `refresh_seconds`, so it stays as current as it was with a render thread.
 """
 
 from __future__ import annotations
 
-import gzip
 import platform
 import threading
 import time
@@ -24,13 +28,30 @@ from exporter.selfmetrics import ProcessMetrics
 GZIP_LEVEL = 1  # most of the size win for a fraction of the CPU of the default level 9
 
 
-@dataclass(frozen=True, slots=True)
 class Exposition:
-    """One rendered exposition in one format, plain and gzip-compressed."""
+    """One rendered exposition in one format; its gzip variant is compressed on first use.
 
-    body: bytes
-    gzipped: bytes
-    content_type: str
+    Why lazily: Prometheus asks for gzip, curl and most probes do not; compressing every
+    generation whether or not a client wants it was CPU spent for nobody. A benign race may
+    compress one body twice (same bytes); no lock is needed.
+    """
+
+    __slots__ = ("_gzipped", "body", "content_type")
+
+    def __init__(self, body: bytes, content_type: str) -> None:
+        self.body = body
+        self.content_type = content_type
+        self._gzipped: bytes | None = None
+
+    @property
+    def gzipped(self) -> bytes:
+        """The body gzip-compressed (level GZIP_LEVEL, no timestamp: same bytes every time)."""
+        gzipped = self._gzipped
+        if gzipped is None:
+            import gzip  # loaded by the first client that asks for it
+
+            gzipped = self._gzipped = gzip.compress(self.body, compresslevel=GZIP_LEVEL, mtime=0)
+        return gzipped
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,9 +82,20 @@ def _merge(parts: Sequence[SampleMap]) -> dict[str, Sequence[Sample]]:
     return merged
 
 
-def _encode(text: str, content_type: str) -> Exposition:
-    body = text.encode()
-    return Exposition(body, gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0), content_type)
+class _Generation:
+    """One capture of the publisher's state and the formats rendered from it so far."""
+
+    __slots__ = ("openmetrics", "parts", "rendered_at", "snapshot", "text", "version")
+
+    def __init__(
+        self, version: int, parts: Sequence[SampleMap], snapshot: Snapshot, rendered_at: float
+    ) -> None:
+        self.version = version
+        self.parts = parts
+        self.snapshot = snapshot
+        self.rendered_at = rendered_at  # time.monotonic() of the capture
+        self.text: Exposition | None = None
+        self.openmetrics: Exposition | None = None
 
 
 class Publisher:
@@ -76,10 +108,11 @@ class Publisher:
         process_metrics: bool = True,
     ) -> None:
         self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
+        # Held while capturing a generation or rendering a format, never while a source
+        # publishes: concurrent scrapers of one generation wait for one render, not one each.
+        self._render_lock = threading.Lock()
         self._sources: dict[str, SourceState] = {}
         self._version = 0
-        self._rendered_version = -1
         self._refresh_seconds = refresh_seconds
         self._requests: dict[tuple[str, str], int] = {}
         self._process = ProcessMetrics() if process_metrics else None
@@ -87,12 +120,9 @@ class Publisher:
             (__version__, platform.python_version(), pynvml_version),
             1.0,
         )
-        self._want_openmetrics = False
-        self._text: Exposition | None = None
-        self._openmetrics: Exposition | None = None
         self._render_seconds = 0.0
         self._first_collection_version: int | None = None
-        self._snapshot = EMPTY_SNAPSHOT
+        self._generation: _Generation | None = None
 
     # -- sources -------------------------------------------------------------------------
 
@@ -123,11 +153,12 @@ class Publisher:
     def heartbeat(self, *sources: str) -> None:
         """An event source finished one wait cycle: it is alive, whether or not events came.
 
-        Why not a publish: event sources wake several times a second and a publish renders
-        the whole exposition. A heartbeat only stamps the time; the periodic render (at least
-        every `refresh_seconds`) shows it as `source_last_success_timestamp_seconds`, and
-        `collections_total` counts the cycles. So one freshness rule holds for every source:
-        the timestamp stays within seconds of now while the source works.
+        Why not a publish: event sources wake several times a second and a publish makes the
+        next scrape render a new generation. A heartbeat only stamps the time; the next
+        generation (taken at least every `refresh_seconds` while someone reads) shows it as
+        `source_last_success_timestamp_seconds`, and `collections_total` counts the cycles.
+        So one freshness rule holds for every source: the timestamp stays within seconds of
+        now while the source works.
         """
         now = time.time()
         with self._lock:
@@ -150,7 +181,8 @@ class Publisher:
         """
         with self._lock:
             first = self._first_collection_version
-            return first is not None and self._rendered_version >= first
+            current = self._generation
+            return first is not None and current is not None and current.version >= first
 
     def source_health(self, source: str) -> SourceHealth | None:
         """The last published health of a source, or None if it never published."""
@@ -166,7 +198,6 @@ class Publisher:
 
     def _bump(self) -> None:
         self._version += 1
-        self._changed.notify_all()
 
     # -- rendering -----------------------------------------------------------------------
 
@@ -197,73 +228,80 @@ class Publisher:
         return builder.freeze()
 
     def render_now(self) -> None:
-        """Render every wanted format from the current state (called by the render thread)."""
-        started = time.perf_counter()
+        """Take a new generation of the current state now; formats render from it on demand."""
+        with self._render_lock:
+            self._capture()
+
+    def refresh(self) -> None:
+        """Take a new generation if something changed or the last one is `refresh_seconds` old.
+
+        Called by every reader (scrape, /readyz, status page) before it reads; cheap when
+        nothing changed (one comparison under the lock).
+        """
+        if self._is_stale():
+            with self._render_lock:
+                if self._is_stale():  # another reader may have taken it while we waited
+                    self._capture()
+
+    def _is_stale(self) -> bool:
+        with self._lock:
+            current = self._generation
+            return (
+                current is None
+                or current.version != self._version
+                or time.monotonic() - current.rendered_at >= self._refresh_seconds
+            )
+
+    def _capture(self) -> _Generation:
+        """Copy references to every source's samples and the health (render lock held)."""
+        now = time.monotonic()
         with self._lock:
             version = self._version
             parts: list[SampleMap] = [state.samples for _, state in sorted(self._sources.items())]
-            parts.append(self._health_samples(time.monotonic()))
-            want_openmetrics = self._want_openmetrics
+            parts.append(self._health_samples(now))
             healths = {name: state.health for name, state in self._sources.items()}
-        tail_text = self._process.render(openmetrics=False) if self._process else ""
-        text = _encode(render(parts, openmetrics=False, tail=tail_text), TEXT_CONTENT_TYPE)
-        openmetrics_exposition = None
-        if want_openmetrics:
-            tail_om = self._process.render(openmetrics=True) if self._process else ""
-            openmetrics_exposition = _encode(
-                render(parts, openmetrics=True, tail=tail_om), OPENMETRICS_CONTENT_TYPE
-            )
+            previous = self._generation
+        number = previous.snapshot.generation + 1 if previous is not None else 1
+        snapshot = Snapshot(number, _merge(parts), healths, time.time())
+        current = _Generation(version, parts, snapshot, now)
         with self._lock:
-            self._text = text
-            if openmetrics_exposition is not None:
-                self._openmetrics = openmetrics_exposition
-            self._rendered_version = version
-            self._render_seconds = time.perf_counter() - started
-            self._snapshot = Snapshot(
-                self._snapshot.generation + 1, _merge(parts), healths, time.time()
-            )
-
-    def snapshot(self) -> Snapshot:
-        """The samples and source health of the last render; one attribute read, no copy.
-
-        Why from the last render and not from the sources: a page built from it shows the
-        same numbers /metrics serves, and reading it never waits on a source or on NVML.
-        """
-        return self._snapshot
-
-    def exposition(self, openmetrics: bool) -> Exposition:
-        """The last rendered exposition; renders once synchronously only before the first one."""
-        if openmetrics:
-            current = self._openmetrics
-            if current is None:
-                with self._lock:
-                    self._want_openmetrics = True
-                self.render_now()
-                current = self._openmetrics
-        else:
-            current = self._text
-            if current is None:
-                self.render_now()
-                current = self._text
-        if current is None:  # render_now always sets both it was asked for
-            raise RuntimeError("render produced no exposition")
+            self._generation = current
         return current
 
-    def run(self, stop: threading.Event) -> None:
-        """Render loop: re-render on every change and at least every refresh interval."""
-        while not stop.is_set():
-            with self._lock:
-                if self._version == self._rendered_version:
-                    self._changed.wait(self._refresh_seconds)
-            if stop.is_set():
-                return
-            try:
-                self.render_now()
-            except Exception:
-                # Keep serving the previous exposition; the next change retries.
-                time.sleep(min(1.0, self._refresh_seconds))
+    def snapshot(self) -> Snapshot:
+        """The samples and source health of the last generation; one attribute read, no copy.
 
-    def wake(self) -> None:
-        """Wake the render loop (used on shutdown)."""
+        Why from the last generation and not from the sources: a page built from it shows the
+        same numbers /metrics serves, and reading it never waits on a source or on NVML.
+        Readers call `refresh()` first when they want it current.
+        """
+        current = self._generation
+        return current.snapshot if current is not None else EMPTY_SNAPSHOT
+
+    def exposition(self, openmetrics: bool) -> Exposition:
+        """The exposition of the current generation in one format, rendered on first request."""
+        self.refresh()
+        current = self._generation
+        if current is None:  # refresh always leaves a generation
+            raise RuntimeError("no generation to render")
+        exposition = current.openmetrics if openmetrics else current.text
+        if exposition is not None:
+            return exposition
+        with self._render_lock:
+            exposition = current.openmetrics if openmetrics else current.text
+            if exposition is None:
+                exposition = self._render(current, openmetrics)
+        return exposition
+
+    def _render(self, current: _Generation, openmetrics: bool) -> Exposition:
+        """Render one format of a generation (render lock held)."""
+        started = time.perf_counter()
+        tail = self._process.render(openmetrics=openmetrics) if self._process else ""
+        body = render(current.parts, openmetrics=openmetrics, tail=tail).encode()
+        if openmetrics:
+            exposition = current.openmetrics = Exposition(body, OPENMETRICS_CONTENT_TYPE)
+        else:
+            exposition = current.text = Exposition(body, TEXT_CONTENT_TYPE)
         with self._lock:
-            self._changed.notify_all()
+            self._render_seconds = time.perf_counter() - started
+        return exposition

@@ -22,8 +22,9 @@ thread (and with a connection cap, lock out the real scraper). Here:
   deadline for the whole request head (`header_timeout`, not per recv: a byte a second does not
   keep it alive), for the TLS handshake, for keep-alive idleness and for writing a response
   (`send_timeout`, total); a cap on request-line and head size (414/431) and on header count;
-- threads are fixed (the loop + auth_workers); memory is bounded by max_connections times
-  max_head_bytes plus the responses being written, which share the rendered exposition bytes.
+- threads are fixed (the loop, plus auth_workers when a web config is set); memory is bounded
+  by max_connections times max_head_bytes plus the responses being written, which share the
+  rendered exposition bytes.
 
 Basic auth, when the web config names users, protects every path (as exporter-toolkit does):
 /healthz too, so Kubernetes probes then need a tcpSocket probe or an httpGet that sends an
@@ -46,14 +47,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from http import HTTPStatus
+from typing import TYPE_CHECKING
 
 import structlog
 
 from exporter.config import ListenAddress
 from exporter.http_handler import NeedsBcryptError, RequestHandler
 from exporter.publisher import Publisher
-from exporter.statuspage import StatusPage
-from exporter.webconfig import WebConfigWatcher, peer_sans
+
+if TYPE_CHECKING:
+    from exporter.statuspage import StatusPage
+    from exporter.webconfig import WebConfigWatcher
 
 log = structlog.get_logger(__name__)
 
@@ -160,7 +164,7 @@ class ExporterHTTPServer:
         limits: ServerLimits | None = None,
     ) -> None:
         self.publisher = publisher
-        self.status_page = StatusPage(publisher)
+        self._status_page: StatusPage | None = None
         self.readiness = readiness
         self.web = web
         self.limits = limits or ServerLimits()
@@ -203,6 +207,15 @@ class ExporterHTTPServer:
         self.timeouts = 0
 
     @property
+    def status_page(self) -> StatusPage:
+        """The status page at /, built on first use: most exporters never serve it."""
+        if self._status_page is None:
+            from exporter.statuspage import StatusPage
+
+            self._status_page = StatusPage(self.publisher)
+        return self._status_page
+
+    @property
     def port(self) -> int:
         """The bound port (useful with port 0 in tests)."""
         return int(self.server_address[1])
@@ -218,9 +231,11 @@ class ExporterHTTPServer:
         """Run the loop in this thread until `shutdown()`; starts and stops the auth threads."""
         self._stopped.clear()
         self._stop = False
+        # Without a web config no request can need bcrypt (a reload cannot add users either:
+        # the watcher exists only when a file was given), so no auth thread is started.
+        workers = self.limits.auth_workers if self.web is not None else 0
         self._threads = [
-            threading.Thread(target=self._work, name=f"http-auth-{n}")
-            for n in range(self.limits.auth_workers)
+            threading.Thread(target=self._work, name=f"http-auth-{n}") for n in range(workers)
         ]
         for thread in self._threads:
             thread.daemon = True
@@ -228,10 +243,22 @@ class ExporterHTTPServer:
         self._selector.register(self.socket, selectors.EVENT_READ, None)
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         tick = min(max(poll_interval, 0.01), 0.25)
+        # Every deadline set from now on lies at least this far ahead (each state's timeout).
+        limits = self.limits
+        shortest = min(
+            limits.handshake_timeout,
+            limits.header_timeout,
+            limits.idle_timeout,
+            limits.send_timeout,
+        )
         next_sweep = time.monotonic() + tick
         try:
             while not self._stop:
-                for key, mask in self._selector.select(tick):
+                # Wake only when a deadline may have passed (no sooner than `tick` apart): an
+                # exporter with no connections, or only idle keep-alive ones, then sleeps until
+                # a socket, a finished auth job or shutdown wakes it, instead of every tick.
+                timeout = max(0.0, next_sweep - time.monotonic()) if self._conns else None
+                for key, mask in self._selector.select(timeout):
                     try:
                         self._dispatch_event(key, mask)
                     except Exception as err:  # one bad connection never stops the loop
@@ -240,11 +267,13 @@ class ExporterHTTPServer:
                             self._close(key.data)
                 self._drain_done()
                 now = time.monotonic()
-                if now >= next_sweep:
-                    self._sweep(now)
-                    next_sweep = now + tick
+                if not self._conns:
+                    next_sweep = now + min(tick, shortest)
+                elif now >= next_sweep:
+                    nearest = self._sweep(now)
+                    next_sweep = max(now + tick, min(nearest, now + shortest))
         finally:
-            for _ in range(self.limits.auth_workers):
+            for _ in self._threads:
                 with contextlib.suppress(queue.Full):
                     self._auth_jobs.put_nowait(None)
             with contextlib.suppress(KeyError, ValueError):
@@ -461,7 +490,7 @@ class ExporterHTTPServer:
             log.debug("tls_handshake_failed", client=conn.client[0], error=str(err))
             self._close(conn)
             return
-        if conn.allowed_sans and not set(peer_sans(sock.getpeercert())) & set(conn.allowed_sans):
+        if conn.allowed_sans and not self._san_allowed(sock, conn.allowed_sans):
             log.info("tls_client_san_refused", client=conn.client[0])
             self._close(conn)
             return
@@ -469,6 +498,12 @@ class ExporterHTTPServer:
         conn.state, conn.since, conn.deadline = _State.READ, now, now + self.limits.header_timeout
         self._watch(conn, selectors.EVENT_READ)
         self._read(conn)
+
+    @staticmethod
+    def _san_allowed(sock: ssl.SSLSocket, allowed: tuple[str, ...]) -> bool:
+        from exporter.webconfig import peer_sans  # loaded already: TLS implies a web config
+
+        return bool(set(peer_sans(sock.getpeercert())) & set(allowed))
 
     def _read(self, conn: _Conn) -> None:
         limits = self.limits
@@ -566,9 +601,14 @@ class ExporterHTTPServer:
         self._watch(conn, selectors.EVENT_READ)
         self._read(conn)  # a pipelined request may already be buffered
 
-    def _sweep(self, now: float) -> None:
+    def _sweep(self, now: float) -> float:
+        """Close connections past their deadline; returns the nearest deadline left (or inf)."""
+        nearest = float("inf")
         for conn in list(self._conns.values()):
-            if conn.state is _State.BUSY or now < conn.deadline:
+            if conn.state is _State.BUSY:
+                continue
+            if now < conn.deadline:
+                nearest = min(nearest, conn.deadline)
                 continue
             self.timeouts += 1
             if conn.state is _State.READ and conn.buffer:
@@ -577,3 +617,4 @@ class ExporterHTTPServer:
                         _plain_response(HTTPStatus.REQUEST_TIMEOUT, "request head too slow\n")
                     )
             self._close(conn)
+        return nearest

@@ -42,6 +42,8 @@ from typing import Any
 
 import structlog
 
+from exporter.config import WebConfigError
+
 log = structlog.get_logger(__name__)
 
 TOP_LEVEL_KEYS = ("tls_server_config", "http_server_config", "basic_auth_users", "rate_limit")
@@ -110,10 +112,6 @@ _BCRYPT_HASH = re.compile(r"^\$2[abxy]?\$(\d\d)\$[./A-Za-z0-9]{53}$")
 _DUMMY_HASH = b"$2b$10$AXSo1V1AitsDdGGrlJoaXeJwq9FE5WURsWP4S3n3NXhY2DXTU.Rtq"
 SUCCESS_CACHE_SIZE = 64
 FAILURE_CACHE_SIZE = 1024
-
-
-class WebConfigError(ValueError):
-    """The web config file is invalid; the message names the key."""
 
 
 class ClientAuth(Enum):

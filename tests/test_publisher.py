@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import gzip
-import threading
 import time
 
 from prometheus_client.parser import text_string_to_metric_families as parse_text
@@ -68,26 +67,39 @@ def test_openmetrics_is_rendered_on_first_request_then_kept_current() -> None:
     assert b'nvidia_gpu_up{gpu="0",uuid="GPU-a"} 0' in publisher.exposition(openmetrics=True).body
 
 
-def test_render_thread_picks_up_a_publish_promptly() -> None:
+def test_a_publish_reaches_the_next_scrape_without_a_render_thread() -> None:
     publisher = Publisher(refresh_seconds=30, process_metrics=False)
-    stop = threading.Event()
-    thread = threading.Thread(target=publisher.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
-        publisher.publish(
-            "kmsg", {metrics.UP.name: ((("3", "GPU-d"), 0.0),)}, SourceHealth(up=True)
-        )
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            if b'gpu="3"' in publisher.exposition(openmetrics=False).body:
-                break
-            time.sleep(0.005)
-        assert b'gpu="3"' in publisher.exposition(openmetrics=False).body
-    finally:
-        stop.set()
-        publisher.wake()
-        thread.join(2)
-    assert not thread.is_alive()
+    assert b'gpu="3"' not in publisher.exposition(openmetrics=False).body
+    publisher.publish("kmsg", {metrics.UP.name: ((("3", "GPU-d"), 0.0),)}, SourceHealth(up=True))
+    assert b'gpu="3"' in publisher.exposition(openmetrics=False).body
+
+
+def test_each_format_and_its_gzip_render_once_per_generation() -> None:
+    publisher = Publisher(refresh_seconds=30, process_metrics=False)
+    publisher.publish("nvml", {metrics.UP.name: ((("0", "GPU-a"), 1.0),)}, SourceHealth(up=True))
+    text = publisher.exposition(openmetrics=False)
+    assert publisher.exposition(openmetrics=False) is text
+    assert text.gzipped is text.gzipped  # compressed once, on first use
+    openmetrics = publisher.exposition(openmetrics=True)
+    assert publisher.exposition(openmetrics=False) is text  # asking for one leaves the other
+    publisher.publish("nvml", {metrics.UP.name: ((("0", "GPU-a"), 0.0),)}, SourceHealth(up=True))
+    assert publisher.exposition(openmetrics=False) is not text
+    assert publisher.exposition(openmetrics=True) is not openmetrics
+
+
+def test_health_is_reread_once_the_generation_is_older_than_refresh() -> None:
+    publisher = Publisher(refresh_seconds=0.05, process_metrics=False)
+    publisher.register("kmsg", stall_after=float("inf"))
+    publisher.publish("kmsg", {}, SourceHealth(up=True, last_success_timestamp=1.0))
+    first = publisher.exposition(openmetrics=False)
+    publisher.heartbeat("kmsg")  # stamps the time, changes no samples
+    assert publisher.exposition(openmetrics=False) is first
+    time.sleep(0.1)
+    assert publisher.exposition(openmetrics=False) is not first
+    assert (
+        _values(publisher, "nvidia_gpu_exporter_source_last_success_timestamp_seconds")[("kmsg",)]
+        > 1.0
+    )
 
 
 def test_request_counter_and_build_info() -> None:

@@ -17,23 +17,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from exporter.attribution import (
-    DEFAULT_DRA_DRIVERS,
-    DEFAULT_RESOURCE_PREFIXES,
-    KubeletView,
-    attribute,
-    attribute_processes,
-    build_samples,
-)
 from exporter.config import Config
 from exporter.model import GpuIdentity, GpuProcess, SampleMap
 from exporter.poller import Poller
 from exporter.publisher import Publisher
-from exporter.sources.procfs import ProcReader
 
 if TYPE_CHECKING:
+    from exporter.attribution import KubeletView
     from exporter.sources.nvml import NvmlSource
     from exporter.sources.podresources import PodResourcesSource
+    from exporter.sources.procfs import ProcReader
 
 SOURCE_NAME = "attribution"
 
@@ -50,17 +43,31 @@ class AllocationSource:
         processes: Callable[[], Sequence[GpuProcess]] | None,
         *,
         procfs: ProcReader | None = None,
-        resource_prefixes: Sequence[str] = DEFAULT_RESOURCE_PREFIXES,
-        dra_drivers: Sequence[str] = DEFAULT_DRA_DRIVERS,
+        resource_prefixes: Sequence[str] | None = None,
+        dra_drivers: Sequence[str] | None = None,
         top_n: int = 10,
     ) -> None:
-        """`kubelet_view` None: pod attribution off; `processes` None: per-process off."""
+        """`kubelet_view` None: pod attribution off; `processes` None: per-process off.
+
+        `resource_prefixes`, `dra_drivers` None: exporter.attribution's defaults. The join
+        logic is imported here, not at module level: with attribution and per-process series
+        off (the default off Kubernetes) this source is never built and costs nothing.
+        """
+        from exporter import attribution
+        from exporter.sources.procfs import ProcReader
+
         self._directory = directory
         self._kubelet_view = kubelet_view
         self._processes = processes
         self._procfs = procfs or ProcReader()
-        self._prefixes = tuple(resource_prefixes)
-        self._dra_drivers = tuple(dra_drivers)
+        self._prefixes = tuple(
+            attribution.DEFAULT_RESOURCE_PREFIXES
+            if resource_prefixes is None
+            else resource_prefixes
+        )
+        self._dra_drivers = tuple(
+            attribution.DEFAULT_DRA_DRIVERS if dra_drivers is None else dra_drivers
+        )
         self._top_n = top_n
 
     def open(self) -> None:
@@ -71,6 +78,8 @@ class AllocationSource:
 
     def collect(self) -> SampleMap:
         """Join the latest inputs into samples (pure apart from reading /proc)."""
+        from exporter.attribution import attribute, attribute_processes, build_samples
+
         directory = self._directory()
         view = self._kubelet_view() if self._kubelet_view is not None else None
         attribution = (
@@ -146,6 +155,8 @@ def build_attribution(
         )
     if parts.pod_resources is None and not config.processes:
         return parts
+    from exporter.sources.procfs import ProcReader
+
     source = AllocationSource(
         nvml.directory,
         parts.pod_resources.view if parts.pod_resources is not None else None,

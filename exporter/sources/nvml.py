@@ -21,13 +21,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from importlib import metadata
 from typing import Any
 
 import pynvml
 import structlog
 
 from exporter import metrics
+from exporter.distinfo import distribution_version
 from exporter.model import (
     GpuIdentity,
     GpuProcess,
@@ -884,10 +884,7 @@ class NvmlSource:
 
 
 def _package_version() -> str:
-    try:
-        return metadata.version("nvidia-ml-py")
-    except metadata.PackageNotFoundError:
-        return ""
+    return distribution_version("nvidia-ml-py") or ""
 
 
 # =============================================================================================

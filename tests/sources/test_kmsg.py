@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from exporter.model import GpuIdentity
 from exporter.publisher import Publisher
+from exporter.sources import kmsg as kmsg_module
 from exporter.sources.kmsg import MAX_RECORD_BYTES, KmsgFollower, _LineFramer
 from exporter.xid.state import XidState
 from tests.xid.expo import exposition, values
@@ -250,3 +251,14 @@ def test_valid_record_after_garbage_is_found(garbage: list[bytes], xid: int) -> 
     for chunk in [*garbage, b"\n" + valid]:
         lines.extend(framer.feed(chunk))
     assert lines[-1] == valid[:-1]
+
+
+def test_join_wakes_a_follower_waiting_for_its_next_heartbeat(
+    fifo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A heartbeat far beyond the join's timeout: only the stop pipe can end the wait in time.
+    monkeypatch.setattr(kmsg_module, "HEARTBEAT_SECONDS", 60.0)
+    rig = Rig(str(fifo))
+    wait_for(lambda: rig.publisher._sources["kmsg"].heartbeats >= 1)  # at its wait, or in it
+    rig.stop.set()
+    assert rig.follower.join(5.0)
