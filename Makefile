@@ -8,7 +8,7 @@ PY := $(BIN)/python
 PORT ?= 9445
 SCENARIO ?= a100-mig
 
-.PHONY: image demo help venv run test lint typecheck unit system-deps fake-driver generate check-generated \
+.PHONY: fleet image demo help venv run test lint typecheck unit system-deps fake-driver generate check-generated \
         test-gpu test-alerts bench soak clean
 
 help:
@@ -19,7 +19,8 @@ help:
 	@echo "make test-gpu   run tests/gpu on a machine with a real NVIDIA driver"
 	@echo "make image      build the container image with podman (local stand-in base) and print its sizes"
 	@echo "make demo       simulated nodes + real Prometheus and Alertmanager on loopback (Ctrl-C stops)"
-	@echo "make bench      run the benchmarks"
+	@echo "make bench      ours vs nvitop-exporter side by side (RUNS=2; LONG=1 adds RSS after 10 min; docs/performance.md)"
+	@echo "make fleet      a simulated fleet scraped by a real Prometheus: series, samples/s, rule and query cost"
 	@echo "make soak       30-minute soak under faults, Xids and scrapers (MINUTES=30)"
 
 $(PY): pyproject.toml
@@ -68,6 +69,7 @@ lint: $(PY)
 typecheck: $(PY)
 	$(BIN)/mypy
 	$(BIN)/mypy --strict scripts
+	$(BIN)/mypy --strict benchmarks
 
 generate: $(PY)
 	$(PY) -m exporter.docs README.md
@@ -97,7 +99,10 @@ test-gpu: $(PY)
 	$(PY) -m pytest tests/gpu -v
 
 bench: $(PY) fake-driver
-	$(PY) benchmarks/collection.py
+	$(PY) benchmarks/compare.py $(if $(RUNS),--runs $(RUNS)) $(if $(LONG),--long)
+
+fleet: $(PY) system-deps fake-driver
+	$(PY) benchmarks/fleet.py
 
 soak: $(PY) fake-driver
 	$(PY) benchmarks/soak.py --minutes $${MINUTES:-30}
