@@ -45,7 +45,6 @@ from fleet_stack import (
     node_name,
     read_self_metrics,
     wait_all_up,
-    wait_rule_rounds,
 )
 
 from tests.e2e.stack import parse_duration
@@ -81,7 +80,7 @@ def measure_size(
         wait_all_up(prometheus, {n.name for n in fleet}, 10 * scrape_s + 60)
         # Warm-up: every series created and every rule group evaluated twice, so the window
         # measures the steady state and not the first scrape's series creation.
-        wait_rule_rounds(prometheus, 2, 6 * scrape_s + 60)
+        prometheus.wait_rounds(2, timeout=6 * scrape_s + 60)
         first = read_self_metrics(prometheus.port)
         durations: dict[str, list[float]] = {}
         rss: list[int] = []

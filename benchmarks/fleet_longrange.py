@@ -63,7 +63,7 @@ def count_selected(prometheus: FleetPrometheus, nodes: int) -> list[dict[str, An
     counted = []
     for item in range_selectors():
         result = prometheus.query(f"count({item['selector']})")
-        total = float(result[0]["value"][1]) if result else 0.0  # type: ignore[index]
+        total = float(result[0]["value"][1]) if result else 0.0
         counted.append({**item, "series_per_node": total / nodes})
     return counted
 

@@ -19,8 +19,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.e2e.stack import (
@@ -28,9 +26,8 @@ from tests.e2e.stack import (
     KubeletReply,
     NodeSpec,
     Pod,
-    ServiceProcess,
+    Prometheus,
     SimulatedNode,
-    copy_rules,
     http_json,
     parse_samples,
     wait_for,
@@ -93,46 +90,20 @@ class FleetNode:
         self.node.stop()
 
 
-class FleetPrometheus(ServiceProcess):
-    """Prometheus scraping every node at `interval` and evaluating the repo's rules at it."""
-
-    name = "prometheus"
+class FleetPrometheus(Prometheus):
+    """Prometheus scraping every node at `interval` and evaluating the repo's rules at it, with
+    no Alertmanager and a `cluster` target label (the fleet dashboards select on it)."""
 
     def __init__(self, directory: Path, targets: dict[str, int], interval: str) -> None:
-        super().__init__(directory)
-        rules = copy_rules(directory / "rules")
-        config = {
-            "global": {
-                "scrape_interval": interval,
-                "scrape_timeout": interval,
-                "evaluation_interval": interval,
-            },
-            "rule_files": [str(path) for path in rules],
-            "scrape_configs": [
-                {
-                    "job_name": JOB,
-                    "honor_labels": True,
-                    "static_configs": [
-                        {
-                            "targets": [f"127.0.0.1:{port}"],
-                            "labels": {"node": node, "cluster": CLUSTER},
-                        }
-                        for node, port in targets.items()
-                    ],
-                }
-            ],
-        }
-        self.config_path = directory / "prometheus.yml"
-        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-
-    def command(self, port: int) -> list[str]:
-        return [
-            require_tool("prometheus"),
-            f"--config.file={self.config_path}",
-            f"--storage.tsdb.path={self.directory / 'prometheus-data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--log.level=warn",
-        ]
+        super().__init__(
+            directory,
+            targets,
+            alertmanager_port=None,
+            scrape_interval=interval,
+            evaluation_interval=interval,
+            target_labels={"cluster": CLUSTER},
+            log_level="warn",
+        )
 
     @staticmethod
     def version() -> str:
@@ -165,12 +136,6 @@ class FleetPrometheus(ServiceProcess):
             check=False,
         ).stdout.strip()
         return f"{head} + uncommitted changes" if dirty else head
-
-    def query(self, expr: str) -> list[dict[str, object]]:
-        import urllib.parse
-
-        reply = http_json(self.port, "/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
-        return list(reply["data"]["result"])
 
     def slowest_rules(self, count: int = 8) -> list[dict[str, object]]:
         """The rules with the longest last evaluation (/api/v1/rules evaluationTime): which
@@ -250,13 +215,3 @@ def wait_all_up(prometheus: FleetPrometheus, names: set[str], timeout: float) ->
         return seen == names
 
     wait_for("every node scraped with up == 1", all_up, timeout, 0.5)
-
-
-def wait_rule_rounds(prometheus: FleetPrometheus, rounds: int, timeout: float) -> None:
-    start = read_self_metrics(prometheus.port).rule_iterations
-    wait_for(
-        f"{rounds} rule evaluation rounds",
-        lambda: read_self_metrics(prometheus.port).rule_iterations >= start + rounds,
-        timeout,
-        0.5,
-    )

@@ -363,11 +363,13 @@ class Prometheus(ServiceProcess):
         self,
         directory: Path,
         targets: dict[str, int],
-        alertmanager_port: int,
+        alertmanager_port: int | None,
         scrape_interval: str,
         evaluation_interval: str,
         shorten: dict[str, str] | None = None,
         extra_rule_files: Sequence[Path] = (),
+        target_labels: dict[str, str] | None = None,
+        log_level: str = "debug",
     ) -> None:
         super().__init__(directory)
         rules = copy_rules(directory / "rules", shorten)
@@ -382,22 +384,27 @@ class Prometheus(ServiceProcess):
                 "evaluation_interval": evaluation_interval,
             },
             "rule_files": [str(path) for path in rules],
-            "alerting": {
-                "alertmanagers": [
-                    {"static_configs": [{"targets": [f"127.0.0.1:{alertmanager_port}"]}]}
-                ]
-            },
             "scrape_configs": [
                 {
                     "job_name": JOB,
                     "honor_labels": True,
                     "static_configs": [
-                        {"targets": [f"127.0.0.1:{port}"], "labels": {"node": node}}
+                        {
+                            "targets": [f"127.0.0.1:{port}"],
+                            "labels": {"node": node, **(target_labels or {})},
+                        }
                         for node, port in targets.items()
                     ],
                 }
             ],
         }
+        if alertmanager_port is not None:  # None: rules only, no notifications (benchmarks)
+            self.config["alerting"] = {
+                "alertmanagers": [
+                    {"static_configs": [{"targets": [f"127.0.0.1:{alertmanager_port}"]}]}
+                ]
+            }
+        self.log_level = log_level
         self.config_path = directory / "prometheus.yml"
         self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
 
@@ -407,7 +414,7 @@ class Prometheus(ServiceProcess):
             f"--config.file={self.config_path}",
             f"--storage.tsdb.path={self.directory / 'prometheus-data'}",
             f"--web.listen-address=127.0.0.1:{port}",
-            "--log.level=debug",
+            f"--log.level={self.log_level}",
         ]
 
     def query(self, expr: str) -> list[dict[str, Any]]:
