@@ -1,13 +1,15 @@
 """Every NVML call the exporter makes, derived from the code, with the C symbol it resolves to.
 
 Why derived and not written down: the fault matrix must grow by itself when someone adds an NVML
-call to exporter/sources/nvml.py. The list is read from that module's syntax tree (every
+call to the exporter/sources/nvml/ package. The list is read from its modules' syntax trees (every
 `pynvml.nvml<Name>` function it touches, plus the `_nvmlGetFunctionPointer("...")` literals it
 resolves by hand), each Python name is mapped to the C symbols pynvml looks up for it by reading
 pynvml's own source (the way docs/fake-driver.md and the NVML reference's Appendix B do it:
 `nvmlInit` -> `nvmlInitWithFlags`, `nvmlDeviceGetCount` -> `nvmlDeviceGetCount_v2`, ...), and each
-call is tagged with the class and method that makes it, so the matrix knows whether a failure
-belongs to open, collect, close or the Xid event waiter.
+call is tagged with its owner and the function that makes it, so the matrix knows whether a failure
+belongs to open, collect, close or the Xid event waiter. The owner is the Xid event waiter for
+events.py (its own thread) and NvmlSource for every other module: the describer, the readers and
+the activity readers all run inside NvmlSource's open/collect.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from pathlib import Path
 
 import pynvml
 
-NVML_MODULE = Path(__file__).resolve().parents[2] / "exporter" / "sources" / "nvml.py"
+NVML_PACKAGE = Path(__file__).resolve().parents[2] / "exporter" / "sources" / "nvml"
+_EVENTS_MODULE = "events.py"
 _LOOKUP = re.compile(r'_nvmlGetFunctionPointer\("(\w+)"\)')
 _CALLS = re.compile(r"\b(nvml\w+)\(")
 # Calls that take no device: the fake matches them only with gpu -1 (docs/fake-driver.md).
@@ -66,38 +69,55 @@ def c_symbols(python_name: str) -> tuple[str, ...]:
     return tuple(sorted(symbols))
 
 
-def _uses(tree: ast.AST) -> list[tuple[str, str, str]]:
-    """(class, method, python name) for every pynvml function touched in a method."""
+def _functions(tree: ast.Module) -> list[ast.FunctionDef]:
+    """Module-level functions and the methods of module-level classes."""
+    found: list[ast.FunctionDef] = []
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            found.append(node)
+        elif isinstance(node, ast.ClassDef):
+            found.extend(n for n in node.body if isinstance(n, ast.FunctionDef))
+    return found
+
+
+def _uses(tree: ast.Module, owner: str) -> list[tuple[str, str, str]]:
+    """(owner, function, python name) for every pynvml function touched in a function."""
     found: list[tuple[str, str, str]] = []
-    for cls in (node for node in ast.walk(tree) if isinstance(node, ast.ClassDef)):
-        for method in (n for n in cls.body if isinstance(n, ast.FunctionDef)):
-            for node in ast.walk(method):
-                if (
-                    isinstance(node, ast.Attribute)
-                    and isinstance(node.value, ast.Name)
-                    and node.value.id == "pynvml"
-                    and node.attr.startswith("nvml")
-                    and inspect.isfunction(getattr(pynvml, node.attr, None))
-                ):
-                    found.append((cls.name, method.name, node.attr))
-                elif (
-                    isinstance(node, ast.Call)
-                    and isinstance(node.func, ast.Attribute)
-                    and node.func.attr == "_nvmlGetFunctionPointer"
-                    and node.args
-                    and isinstance(node.args[0], ast.Constant)
-                    and isinstance(node.args[0].value, str)
-                ):
-                    found.append((cls.name, method.name, f"raw:{node.args[0].value}"))
+    for function in _functions(tree):
+        for node in ast.walk(function):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "pynvml"
+                and node.attr.startswith("nvml")
+                and inspect.isfunction(getattr(pynvml, node.attr, None))
+            ):
+                found.append((owner, function.name, node.attr))
+            elif (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "_nvmlGetFunctionPointer"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
+            ):
+                found.append((owner, function.name, f"raw:{node.args[0].value}"))
+    return found
+
+
+def _package_uses() -> list[tuple[str, str, str]]:
+    found: list[tuple[str, str, str]] = []
+    for module in sorted(NVML_PACKAGE.glob("*.py")):
+        owner = "NvmlXidEventWaiter" if module.name == _EVENTS_MODULE else "NvmlSource"
+        found.extend(_uses(ast.parse(module.read_text()), owner))
     return found
 
 
 @cache
 def exporter_calls() -> tuple[NvmlCall, ...]:
     """Every (C symbol, owner class) the exporter's NVML module reaches, sorted."""
-    tree = ast.parse(NVML_MODULE.read_text())
     grouped: dict[tuple[str, str], tuple[str, set[str]]] = {}
-    for owner, method, python_name in _uses(tree):
+    for owner, method, python_name in _package_uses():
         if python_name.startswith("raw:"):
             symbols: tuple[str, ...] = (python_name[4:],)
         else:
@@ -112,5 +132,5 @@ def exporter_calls() -> tuple[NvmlCall, ...]:
 
 
 def pynvml_names_used() -> set[str]:
-    """Every pynvml function name nvml.py touches (the coverage test's reference)."""
-    return {name for _, _, name in _uses(ast.parse(NVML_MODULE.read_text()))}
+    """Every pynvml function name the package touches (the coverage test's reference)."""
+    return {name for _, _, name in _package_uses()}

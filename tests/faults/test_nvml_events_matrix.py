@@ -15,8 +15,8 @@ from collections.abc import Callable
 import pytest
 
 from exporter.fakenvml.control import FakeNvmlControl, NvmlReturn
-from exporter.sources import nvml
 from exporter.sources.nvml import NvmlSource, NvmlXidEventWaiter
+from exporter.sources.nvml import events as nvml_events
 from tests.faults.conftest import SCENARIO
 from tests.faults.nvml_calls import exporter_calls
 
@@ -61,7 +61,7 @@ def test_event_waiter_fault(
     system: bool,
     code: int,
 ) -> None:
-    monkeypatch.setattr(nvml, "XID_EVENT_RETRY_SECONDS", 0.05)
+    monkeypatch.setattr(nvml_events, "XID_EVENT_RETRY_SECONDS", 0.05)
     source = NvmlSource(library_path=str(fake_library))
     source.open()
     source.collect()

@@ -227,8 +227,8 @@ def test_call_list_covers_every_pynvml_call_in_the_nvml_module() -> None:
     assert len(calls) > 40, "the AST scan found suspiciously few NVML calls"
     covered = {call.python_name for call in calls}
     used = pynvml_names_used()
-    assert used, "no pynvml call found in exporter/sources/nvml.py"
-    # Every pynvml name nvml.py uses resolved to at least one C symbol the fake can fault.
+    assert used, "no pynvml call found in the exporter/sources/nvml/ package"
+    # Every pynvml name the package uses resolved to at least one C symbol the fake can fault.
     assert used <= covered, f"calls without a C symbol: {sorted(used - covered)}"
     symbols = {call.symbol for call in calls}
     assert {"nvmlInitWithFlags", "nvmlDeviceGetCount_v2", "nvmlDeviceGetFieldValues"} <= symbols
