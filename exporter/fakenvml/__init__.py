@@ -10,7 +10,7 @@ from __future__ import annotations
 from .build import LIBRARY_NAME, build_fake_driver, library_path
 
 #: Names of the scenarios shipped in ``exporter/fakenvml/scenarios``.
-BUILTIN_SCENARIOS: tuple[str, ...] = ("a100-mig", "h100-nvlink", "large-16", "t4")
+BUILTIN_SCENARIOS: tuple[str, ...] = ("a100-mig", "h100-mig", "h100-nvlink", "large-16", "t4")
 #: What the library loads when ``FAKE_NVML_SCENARIO`` is unset.
 DEFAULT_SCENARIO = "a100-mig"
 

@@ -6,8 +6,8 @@
  *
  * Physical-only quantities (power, temperature, clocks, fan, PCIe, NVLink, ECC totals,
  * energy, field values) return NOT_SUPPORTED on MIG handles, as the exporter must read
- * them from the parent. Utilization-type calls return NOT_SUPPORTED on a MIG-enabled
- * parent, as the real driver does.
+ * them from the parent. Utilization calls (the sample buffer) live in api_activity.c, GPM in
+ * api_gpm.c.
  */
 #include "fakenvml.h"
 
@@ -18,41 +18,6 @@
 #define MIB (1024ull * 1024ull)
 
 static unsigned int pct(const fk_expr *e, double t) { return (unsigned int)lround(fk_eval_clamped(e, t, 0, 100)); }
-
-/* ------------------------------------------------------------------ utilization */
-
-FK_API nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t device, nvmlUtilization_t *utilization)
-{
-    FK_DEV_BEGIN(device, c);
-    FK_NULLCHK(utilization);
-    if (c.slot >= 0 || c.g->mig_current) FK_RET(NVML_ERROR_NOT_SUPPORTED);
-    double t = fk_now();
-    utilization->gpu = pct(&c.g->util_gpu, t);
-    utilization->memory = pct(&c.g->util_mem, t);
-    FK_RET(NVML_SUCCESS);
-}
-
-static nvmlReturn_t codec_util(const char *fn, nvmlDevice_t device, unsigned int *u, unsigned int *period, int enc)
-{
-    fk_ctx c;
-    nvmlReturn_t r = fk_enter_dev(fn, device, &c);
-    if (r) return r;
-    if (!u || !period) FK_RET(NVML_ERROR_INVALID_ARGUMENT);
-    if (c.slot >= 0 || c.g->mig_current) FK_RET(NVML_ERROR_NOT_SUPPORTED);
-    *u = pct(enc ? &c.g->util_enc : &c.g->util_dec, fk_now());
-    *period = 167000;
-    FK_RET(NVML_SUCCESS);
-}
-
-FK_API nvmlReturn_t nvmlDeviceGetEncoderUtilization(nvmlDevice_t device, unsigned int *utilization, unsigned int *samplingPeriodUs)
-{
-    return codec_util(__func__, device, utilization, samplingPeriodUs, 1);
-}
-
-FK_API nvmlReturn_t nvmlDeviceGetDecoderUtilization(nvmlDevice_t device, unsigned int *utilization, unsigned int *samplingPeriodUs)
-{
-    return codec_util(__func__, device, utilization, samplingPeriodUs, 0);
-}
 
 /* ------------------------------------------------------------------ memory */
 
@@ -607,45 +572,6 @@ FK_API nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses_v2(nvmlDevice_t device
 FK_API nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses(nvmlDevice_t device, unsigned int *infoCount, nvmlProcessInfo_v1_t *infos)
 {
     return procs(__func__, device, infoCount, infos, sizeof(nvmlProcessInfo_v1_t), 1);
-}
-
-FK_API nvmlReturn_t nvmlDeviceGetProcessUtilization(nvmlDevice_t device, nvmlProcessUtilizationSample_t *utilization,
-                                                    unsigned int *processSamplesCount, unsigned long long lastSeenTimeStamp)
-{
-    FK_DEV_BEGIN(device, c);
-    FK_NULLCHK(processSamplesCount);
-    if (c.slot >= 0 || c.g->mig_current) FK_RET(NVML_ERROR_NOT_SUPPORTED);
-    unsigned long long now = fk_now_us();
-    unsigned int n = 0;
-    fk_proc pbuf;
-    const fk_proc *p = &pbuf;
-    int np = fk_proc_count(c.g, c.gpu);
-    for (int i = 0; i < np; i++) {
-        fk_proc_at(c.g, c.gpu, i, &pbuf);
-        n += (unsigned int)(p->compute || p->graphics);
-    }
-    /* Like the driver: no samples newer than lastSeenTimeStamp -> NOT_FOUND. */
-    if (!n || lastSeenTimeStamp >= now) FK_RET(NVML_ERROR_NOT_FOUND);
-    if (!utilization || *processSamplesCount < n) {
-        *processSamplesCount = n;
-        FK_RET(NVML_ERROR_INSUFFICIENT_SIZE);
-    }
-    double t = fk_now();
-    unsigned int share = pct(&c.g->util_gpu, t) / n, mshare = pct(&c.g->util_mem, t) / n, k = 0;
-    for (int i = 0; i < np; i++) {
-        fk_proc_at(c.g, c.gpu, i, &pbuf);
-        if (!(p->compute || p->graphics)) continue;
-        nvmlProcessUtilizationSample_t *o = &utilization[k++];
-        memset(o, 0, sizeof *o);
-        o->pid = p->pid;
-        o->timeStamp = now;
-        o->smUtil = p->sm_util ? p->sm_util : share;
-        o->memUtil = mshare;
-        o->encUtil = 0;
-        o->decUtil = 0;
-    }
-    *processSamplesCount = k;
-    FK_RET(NVML_SUCCESS);
 }
 
 /* ------------------------------------------------------------------ field values */

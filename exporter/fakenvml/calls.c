@@ -132,6 +132,7 @@ void fk_proc_at(const fk_gpu *g, int gpu, int i, fk_proc *out)
     out->pid = 200000u + (unsigned int)k;
     out->used_mib = 64;
     out->compute = 1;
+    out->share = 1;   /* equal shares of the GPU's activity */
     out->gi = out->ci = FK_NA;
     snprintf(out->name, sizeof out->name, "bench-proc-%d", k);
     if (!g->mig_current) return;

@@ -50,10 +50,23 @@
 #define FK_STR 96
 #define FK_NA 0xFFFFFFFFu
 
-/* A value that moves with time: base + amp * sin(2*pi*(t + phase)/period). */
+/* A value that moves with time. FK_SINE: base + amp * sin(2*pi*(t + phase)/period).
+ * FK_SQUARE: high during the first `on` seconds of every period of (t + phase), else low. */
+#define FK_SINE 0
+#define FK_SQUARE 1
 typedef struct {
     double base, amp, period, phase;
+    int kind;
+    double high, low, on;
 } fk_expr;
+#define FK_CONST(v) ((fk_expr){(v), 0, 60, 0, FK_SINE, 0, 0, 0})
+
+/* GPM activity factors (fractions of utilization_gpu / utilization_memory), see api_gpm.c. */
+enum {
+    FK_GPM_SM_ACTIVE, FK_GPM_SM_OCCUPANCY, FK_GPM_TENSOR_ACTIVE, FK_GPM_TENSOR_HMMA,
+    FK_GPM_TENSOR_IMMA, FK_GPM_TENSOR_DMMA, FK_GPM_TENSOR_DFMA, FK_GPM_FP64, FK_GPM_FP32,
+    FK_GPM_FP16, FK_GPM_INTEGER, FK_GPM_DRAM_ACTIVE, FK_GPM_FACTORS
+};
 
 /* A monotonic counter: start + rate * t. */
 typedef struct {
@@ -82,6 +95,10 @@ typedef struct {
     unsigned int sm;
     unsigned int ce, dec, enc, jpg, ofa;
     char uuid[FK_STR];
+    int has_util;               /* util= given: constant busy percent of this GPU instance */
+    double util;
+    double gpm[FK_GPM_FACTORS]; /* factors given on the mig_device line (bit i of gpm_set) */
+    unsigned int gpm_set;
 } fk_mig;
 
 typedef struct {
@@ -89,7 +106,8 @@ typedef struct {
     unsigned long long used_mib;
     int compute, graphics;
     unsigned int gi, ci;        /* FK_NA when not MIG */
-    unsigned int sm_util;
+    unsigned int sm_util;       /* sm=: constant smUtil percent (0 = use the share model) */
+    double share;               /* share=: weight in the GPU's activity (default 1) */
     char name[64];
 } fk_proc;
 
@@ -124,6 +142,11 @@ typedef struct {
     int fan_present;
     fk_expr fan_pct;
     fk_expr util_gpu, util_mem, util_enc, util_dec;
+    double sample_period_s;                     /* utilization sample period (default 1/6 s) */
+    unsigned int sample_buffer;                 /* samples kept (default 100) */
+    int gpm;                                    /* -1: by architecture (>= hopper), else 0/1 */
+    double gpm_factor[FK_GPM_FACTORS];
+    int variation;                              /* 0: gpu_variation leaves this GPU alone */
     int retired_pages, row_remapping;
     unsigned int retired_sbe, retired_dbe, retired_pending;
     unsigned int remap_cor, remap_unc, remap_pending, remap_failure;
@@ -153,6 +176,7 @@ typedef struct {
     char nvml_version[80];
     int cuda_version;
     unsigned int gpu_count;
+    double gpu_variation;     /* [system] gpu_variation, 0..0.5 */
     fk_gpu gpus[FK_MAX_GPUS];
 } fk_scenario;
 
@@ -182,6 +206,8 @@ fk_scenario *fk_scenario_load(const char *path, char *err, size_t errlen);
 int fk_apply_key(fk_gpu *g, const char *key, const char *value, char *err, size_t errlen);
 int fk_apply_override(fk_gpu *g, const char *key, const char *value, char *err, size_t errlen);
 int fk_parse_return(const char *s, int *out);
+/* Writes a formatted parse error into err; returns -1 (the parsers' error result). */
+int fk_seterr(char *err, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 const char *fk_return_name(int code);
 
 /* ---- model.c ---- */
@@ -192,7 +218,11 @@ extern double fk_time_ctl;              /* < 0: unset */
 extern double fk_time_file;             /* < 0: unset */
 double fk_eval(const fk_expr *e, double t);
 double fk_eval_clamped(const fk_expr *e, double t, double lo, double hi);
-double fk_integral(const fk_expr *e, double t);   /* integral of e from 0 to t */
+double fk_integral(const fk_expr *e, double t);   /* integral of e from 0 to t (>= 0) */
+double fk_avg(const fk_expr *e, double a, double b);   /* exact mean over (a, b], any sign */
+double fk_expr_min(const fk_expr *e);
+double fk_expr_max(const fk_expr *e);
+extern unsigned long long fk_wall_base_us;   /* wall clock at scenario time 0 (first init) */
 unsigned long long fk_count(const fk_counter *c, double t);
 unsigned long long fk_energy_mj(const fk_gpu *g, double t);
 unsigned int fk_power_mw(const fk_gpu *g, double t);
@@ -201,6 +231,25 @@ unsigned long long fk_gpu_used_mib(const fk_gpu *g, double t);
 unsigned long long fk_reasons(const fk_gpu *g, double t);
 unsigned long long fk_now_us(void);   /* wall clock, microseconds since epoch */
 int fk_throttle_index(unsigned int field);
+
+/* ---- scenario_activity.c ---- */
+int fk_parse_square(char **tok, int n, fk_expr *e, int nonneg);   /* tok[0] == "square" */
+void fk_activity_defaults(fk_gpu *g);
+/* Activity keys (samples, GPM, variation): 0 applied, -1 error, 1 not an activity key. */
+int fk_apply_activity_key(fk_gpu *g, const char *key, const char *value, char *err, size_t errlen);
+/* A mig_device / process attribute this file owns: 0 applied, -1 error, 1 not one of them. */
+int fk_apply_mig_attr(fk_mig *m, const char *key, const char *value, char *err, size_t errlen);
+extern const char *const fk_gpm_factor_keys[FK_GPM_FACTORS];
+void fk_apply_variation(fk_scenario *s);
+
+/* ---- api_activity.c ---- */
+double fk_sample_period(const fk_gpu *g);
+long long fk_sample_last(const fk_gpu *g, double t);             /* index of the last complete sample */
+unsigned long long fk_sample_ts(const fk_gpu *g, long long k);    /* its timestamp, us */
+unsigned int fk_util_now(const fk_gpu *g, const fk_expr *e, double t); /* what a gauge shows */
+
+/* ---- api_gpm.c ---- */
+int fk_gpm_enabled(const fk_gpu *g);
 
 /* ---- faults.c ---- */
 typedef struct {

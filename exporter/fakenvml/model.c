@@ -4,9 +4,11 @@
  * Part of gpu-node-exporter. Compiled against NVIDIA's nvml.h; see fakenvml.h for the
  * Disclaimer and U.S. Government End Users Notice that nvml.h requires us to carry.
  *
- * Gauges are sines (base + amp*sin(2*pi*(t+phase)/period)); counters are start + rate*t;
+ * Gauges are sines (base + amp*sin(2*pi*(t+phase)/period)) or square waves (high for the
+ * first `on` seconds of every period of t+phase, low otherwise); counters are start + rate*t;
  * energy and byte counters are closed-form integrals of their gauge, so they are exactly
- * consistent with the gauge and never decrease.
+ * consistent with the gauge and never decrease. Sample and GPM averages use the same
+ * closed-form integrals (fk_avg), so they are exact too.
  */
 #include "fakenvml.h"
 
@@ -19,6 +21,7 @@ static double t0 = -1;            /* CLOCK_MONOTONIC at the first init */
 static double time_env = -1;      /* FAKE_NVML_TIME */
 double fk_time_ctl = -1;
 double fk_time_file = -1;
+unsigned long long fk_wall_base_us;   /* CLOCK_REALTIME at t0, in microseconds */
 
 static double mono(void)
 {
@@ -27,9 +30,14 @@ static double mono(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* Scenario time 0 is fixed once per process (shutdown + init keeps it), and so is the wall
+ * clock that goes with it: sample timestamps are fk_wall_base_us + t_k * 1e6. */
 void fk_time_start(void)
 {
-    if (t0 < 0) t0 = mono();
+    if (t0 < 0) {
+        t0 = mono();
+        fk_wall_base_us = fk_now_us();
+    }
 }
 
 void fk_time_env(void)
@@ -60,8 +68,23 @@ unsigned long long fk_now_us(void)
     return (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000ull;
 }
 
+/* Seconds spent high in [0, u) of the square wave's own (phase-shifted) time u. */
+static double square_on_time(const fk_expr *e, double u)
+{
+    double n = floor(u / e->period);
+    double r = u - n * e->period;
+    if (r < 0) r = 0;
+    if (r > e->period) r = e->period;
+    return n * e->on + (r < e->on ? r : e->on);
+}
+
 double fk_eval(const fk_expr *e, double t)
 {
+    if (e->kind == FK_SQUARE) {
+        double u = t + e->phase;
+        double r = u - floor(u / e->period) * e->period;
+        return r < e->on ? e->high : e->low;
+    }
     if (e->amp == 0) return e->base;
     return e->base + e->amp * sin(2.0 * M_PI * (t + e->phase) / e->period);
 }
@@ -74,15 +97,42 @@ double fk_eval_clamped(const fk_expr *e, double t, double lo, double hi)
     return v;
 }
 
-double fk_integral(const fk_expr *e, double t)
+/* The antiderivative that is 0 at t = 0; defined for negative t too. */
+static double antiderivative(const fk_expr *e, double t)
 {
-    if (t <= 0) return 0;
+    if (e->kind == FK_SQUARE)
+        return e->low * t + (e->high - e->low) * (square_on_time(e, t + e->phase) - square_on_time(e, e->phase));
     double v = e->base * t;
     if (e->amp != 0) {
         double w = 2.0 * M_PI / e->period;
         v += e->amp / w * (cos(w * e->phase) - cos(w * (t + e->phase)));
     }
+    return v;
+}
+
+double fk_integral(const fk_expr *e, double t)
+{
+    if (t <= 0) return 0;
+    double v = antiderivative(e, t);
     return v < 0 ? 0 : v;
+}
+
+double fk_avg(const fk_expr *e, double a, double b)
+{
+    if (!(b > a)) return fk_eval(e, b);
+    return (antiderivative(e, b) - antiderivative(e, a)) / (b - a);
+}
+
+double fk_expr_min(const fk_expr *e)
+{
+    if (e->kind == FK_SQUARE) return e->high < e->low ? e->high : e->low;
+    return e->base - fabs(e->amp);
+}
+
+double fk_expr_max(const fk_expr *e)
+{
+    if (e->kind == FK_SQUARE) return e->high > e->low ? e->high : e->low;
+    return e->base + fabs(e->amp);
 }
 
 unsigned long long fk_count(const fk_counter *c, double t)

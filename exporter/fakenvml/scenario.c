@@ -31,8 +31,7 @@ static char *trim(char *s)
     return s;
 }
 
-static int seterr(char *err, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int seterr(char *err, size_t n, const char *fmt, ...)
+int fk_seterr(char *err, size_t n, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -100,7 +99,8 @@ static int parse_expr(const char *v, fk_expr *e, int nonneg)
     char buf[256], *tok[8];
     snprintf(buf, sizeof buf, "%s", v);
     int n = split(buf, tok, 8);
-    fk_expr x = {0, 0, 60, 0};
+    if (n >= 1 && !strcmp(tok[0], "square")) return fk_parse_square(tok, n, e, nonneg);
+    fk_expr x = {0, 0, 60, 0, FK_SINE, 0, 0, 0};
     if (n < 1 || n > 4 || n == 2) return -1;
     if (parse_double(tok[0], &x.base)) return -1;
     if (n >= 3 && (parse_double(tok[1], &x.amp) || parse_double(tok[2], &x.period))) return -1;
@@ -145,16 +145,18 @@ static int parse_watts_mw(const char *v, unsigned int *out)
 }
 
 /* "key=value" tokens of list lines such as process / mig_device / mig_profile. */
+#define KV_MAX 32
 typedef struct {
-    char *k[16];
-    char *v[16];
+    char *k[KV_MAX];
+    char *v[KV_MAX];
     int n;
 } kvs;
 
 static int parse_kvs(char *s, kvs *out)
 {
-    char *tok[16];
-    int n = split(s, tok, 16);
+    char *tok[KV_MAX + 1];
+    int n = split(s, tok, KV_MAX + 1);
+    if (n > KV_MAX) return -1;
     out->n = 0;
     for (int i = 0; i < n; i++) {
         char *eq = strchr(tok[i], '=');
@@ -180,7 +182,7 @@ static int kv_check(const kvs *k, const char *const *allowed, char *err, size_t 
         int ok = 0;
         for (const char *const *a = allowed; *a; a++)
             if (!strcmp(k->k[i], *a)) ok = 1;
-        if (!ok) return seterr(err, errlen, "unknown attribute '%s'", k->k[i]);
+        if (!ok) return fk_seterr(err, errlen, "unknown attribute '%s'", k->k[i]);
     }
     return 0;
 }
@@ -229,35 +231,35 @@ static int apply_profile(fk_gpu *g, char *v, char *err, size_t errlen)
                                           "ce", "dec", "enc", "jpg", "ofa", NULL};
     kvs k;
     if (parse_kvs(v, &k) || kv_check(&k, allowed, err, errlen))
-        return err[0] ? -1 : seterr(err, errlen, "expected key=value attributes");
+        return err[0] ? -1 : fk_seterr(err, errlen, "expected key=value attributes");
     fk_profile p;
     memset(&p, 0, sizeof p);
     const char *name = kv_get(&k, "name");
-    if (!name || strlen(name) >= sizeof p.name) return seterr(err, errlen, "mig_profile needs name=");
+    if (!name || strlen(name) >= sizeof p.name) return fk_seterr(err, errlen, "mig_profile needs name=");
     snprintf(p.name, sizeof p.name, "%s", name);
     unsigned int gs = 0, cs = 0;
-    if (profile_slices(name, &gs, &cs)) return seterr(err, errlen, "bad profile name '%s'", name);
+    if (profile_slices(name, &gs, &cs)) return fk_seterr(err, errlen, "bad profile name '%s'", name);
     p.slices = gs;
     p.id = profile_id_for_slices(gs);
     const char *s;
-    if ((s = kv_get(&k, "id")) && parse_uint(s, &p.id)) return seterr(err, errlen, "bad id");
-    if ((s = kv_get(&k, "slices")) && parse_uint(s, &p.slices)) return seterr(err, errlen, "bad slices");
+    if ((s = kv_get(&k, "id")) && parse_uint(s, &p.id)) return fk_seterr(err, errlen, "bad id");
+    if ((s = kv_get(&k, "slices")) && parse_uint(s, &p.slices)) return fk_seterr(err, errlen, "bad slices");
     p.instances = 1;
     if ((s = kv_get(&k, "instances")) && parse_uint(s, &p.instances))
-        return seterr(err, errlen, "bad instances");
+        return fk_seterr(err, errlen, "bad instances");
     if (!(s = kv_get(&k, "memory_mib")) || parse_ull(s, &p.memory_mib))
-        return seterr(err, errlen, "mig_profile needs memory_mib=");
-    if (!(s = kv_get(&k, "sm")) || parse_uint(s, &p.sm)) return seterr(err, errlen, "mig_profile needs sm=");
+        return fk_seterr(err, errlen, "mig_profile needs memory_mib=");
+    if (!(s = kv_get(&k, "sm")) || parse_uint(s, &p.sm)) return fk_seterr(err, errlen, "mig_profile needs sm=");
     p.ce = p.slices;
     struct { const char *k; unsigned int *dst; } opt[] = {
         {"ce", &p.ce}, {"dec", &p.dec}, {"enc", &p.enc}, {"jpg", &p.jpg}, {"ofa", &p.ofa}};
     for (size_t i = 0; i < sizeof opt / sizeof opt[0]; i++)
         if ((s = kv_get(&k, opt[i].k)) && parse_uint(s, opt[i].dst))
-            return seterr(err, errlen, "bad %s", opt[i].k);
-    if (p.id >= FK_MAX_PROFILES) return seterr(err, errlen, "profile id %u out of range", p.id);
+            return fk_seterr(err, errlen, "bad %s", opt[i].k);
+    if (p.id >= FK_MAX_PROFILES) return fk_seterr(err, errlen, "profile id %u out of range", p.id);
     p.used = 1;
     if (g->profiles[p.id].used && strcmp(g->profiles[p.id].name, p.name))
-        return seterr(err, errlen, "profile id %u already used by %s", p.id, g->profiles[p.id].name);
+        return fk_seterr(err, errlen, "profile id %u already used by %s", p.id, g->profiles[p.id].name);
     g->profiles[p.id] = p;
     return 0;
 }
@@ -267,21 +269,32 @@ static int apply_mig_device(fk_gpu *g, char *v, char *err, size_t errlen)
     static const char *const allowed[] = {"slot", "gi", "ci", "profile", "memory_mib", "sm",
                                           "start", "uuid", NULL};
     kvs k;
-    if (parse_kvs(v, &k) || kv_check(&k, allowed, err, errlen))
-        return err[0] ? -1 : seterr(err, errlen, "expected key=value attributes");
+    if (parse_kvs(v, &k)) return fk_seterr(err, errlen, "expected key=value attributes");
     fk_mig m;
     memset(&m, 0, sizeof m);
+    /* util= and the gpm_* factors (scenario_activity.c) are taken out before the check. */
+    int kept = 0;
+    for (int i = 0; i < k.n; i++) {
+        int r = fk_apply_mig_attr(&m, k.k[i], k.v[i], err, errlen);
+        if (r < 0) return -1;
+        if (r > 0) {
+            k.k[kept] = k.k[i];
+            k.v[kept++] = k.v[i];
+        }
+    }
+    k.n = kept;
+    if (kv_check(&k, allowed, err, errlen)) return -1;
     unsigned int slot;
     const char *s;
     if (!(s = kv_get(&k, "slot")) || parse_uint(s, &slot) || slot >= FK_MAX_MIG)
-        return seterr(err, errlen, "mig_device needs slot=0..%d", FK_MAX_MIG - 1);
-    if (!(s = kv_get(&k, "gi")) || parse_uint(s, &m.gi)) return seterr(err, errlen, "mig_device needs gi=");
-    if (!(s = kv_get(&k, "ci")) || parse_uint(s, &m.ci)) return seterr(err, errlen, "mig_device needs ci=");
+        return fk_seterr(err, errlen, "mig_device needs slot=0..%d", FK_MAX_MIG - 1);
+    if (!(s = kv_get(&k, "gi")) || parse_uint(s, &m.gi)) return fk_seterr(err, errlen, "mig_device needs gi=");
+    if (!(s = kv_get(&k, "ci")) || parse_uint(s, &m.ci)) return fk_seterr(err, errlen, "mig_device needs ci=");
     const char *prof = kv_get(&k, "profile");
-    if (!prof || strlen(prof) >= sizeof m.profile) return seterr(err, errlen, "mig_device needs profile=");
+    if (!prof || strlen(prof) >= sizeof m.profile) return fk_seterr(err, errlen, "mig_device needs profile=");
     snprintf(m.profile, sizeof m.profile, "%s", prof);
     if (profile_slices(prof, &m.gi_slices, &m.ci_slices))
-        return seterr(err, errlen, "bad profile name '%s'", prof);
+        return fk_seterr(err, errlen, "bad profile name '%s'", prof);
     /* The GPU-instance profile is the name without a leading "<c>c." part. */
     const char *giname = prof;
     if (m.ci_slices != m.gi_slices || strchr(prof, 'c')) {
@@ -296,13 +309,13 @@ static int apply_mig_device(fk_gpu *g, char *v, char *err, size_t errlen)
         m.ce = p->ce; m.dec = p->dec; m.enc = p->enc; m.jpg = p->jpg; m.ofa = p->ofa;
         if (m.ci_slices != m.gi_slices && m.gi_slices) m.sm = p->sm * m.ci_slices / m.gi_slices;
     }
-    if ((s = kv_get(&k, "memory_mib")) && parse_ull(s, &m.memory_mib)) return seterr(err, errlen, "bad memory_mib");
-    if ((s = kv_get(&k, "sm")) && parse_uint(s, &m.sm)) return seterr(err, errlen, "bad sm");
+    if ((s = kv_get(&k, "memory_mib")) && parse_ull(s, &m.memory_mib)) return fk_seterr(err, errlen, "bad memory_mib");
+    if ((s = kv_get(&k, "sm")) && parse_uint(s, &m.sm)) return fk_seterr(err, errlen, "bad sm");
     m.start = FK_NA;
-    if ((s = kv_get(&k, "start")) && parse_uint(s, &m.start)) return seterr(err, errlen, "bad start");
+    if ((s = kv_get(&k, "start")) && parse_uint(s, &m.start)) return fk_seterr(err, errlen, "bad start");
     if ((s = kv_get(&k, "uuid"))) snprintf(m.uuid, sizeof m.uuid, "%s", s);
     if (!m.memory_mib || !m.sm)
-        return seterr(err, errlen, "mig_device: profile '%s' unknown; give memory_mib= and sm= or a mig_profile line", prof);
+        return fk_seterr(err, errlen, "mig_device: profile '%s' unknown; give memory_mib= and sm= or a mig_profile line", prof);
     m.present = 1;
     g->mig[slot] = m;
     return 0;
@@ -310,27 +323,30 @@ static int apply_mig_device(fk_gpu *g, char *v, char *err, size_t errlen)
 
 static int apply_process(fk_gpu *g, char *v, char *err, size_t errlen)
 {
-    static const char *const allowed[] = {"pid", "mem_mib", "type", "gi", "ci", "name", "sm", NULL};
+    static const char *const allowed[] = {"pid", "mem_mib", "type", "gi", "ci", "name", "sm", "share", NULL};
     kvs k;
     if (parse_kvs(v, &k) || kv_check(&k, allowed, err, errlen))
-        return err[0] ? -1 : seterr(err, errlen, "expected key=value attributes");
-    if (g->n_procs >= FK_MAX_PROCS) return seterr(err, errlen, "too many processes (max %d)", FK_MAX_PROCS);
+        return err[0] ? -1 : fk_seterr(err, errlen, "expected key=value attributes");
+    if (g->n_procs >= FK_MAX_PROCS) return fk_seterr(err, errlen, "too many processes (max %d)", FK_MAX_PROCS);
     fk_proc p;
     memset(&p, 0, sizeof p);
     const char *s;
-    if (!(s = kv_get(&k, "pid")) || parse_uint(s, &p.pid) || !p.pid) return seterr(err, errlen, "process needs pid=");
-    if (!(s = kv_get(&k, "mem_mib")) || parse_ull(s, &p.used_mib)) return seterr(err, errlen, "process needs mem_mib=");
+    if (!(s = kv_get(&k, "pid")) || parse_uint(s, &p.pid) || !p.pid) return fk_seterr(err, errlen, "process needs pid=");
+    if (!(s = kv_get(&k, "mem_mib")) || parse_ull(s, &p.used_mib)) return fk_seterr(err, errlen, "process needs mem_mib=");
     s = kv_get(&k, "type");
     if (!s || !strcmp(s, "compute")) p.compute = 1;
     else if (!strcmp(s, "graphics")) p.graphics = 1;
     else if (!strcmp(s, "both") || !strcmp(s, "C+G")) p.compute = p.graphics = 1;
-    else return seterr(err, errlen, "process type must be compute, graphics or both");
+    else return fk_seterr(err, errlen, "process type must be compute, graphics or both");
     p.gi = p.ci = FK_NA;
-    if ((s = kv_get(&k, "gi")) && parse_uint(s, &p.gi)) return seterr(err, errlen, "bad gi");
-    if ((s = kv_get(&k, "ci")) && parse_uint(s, &p.ci)) return seterr(err, errlen, "bad ci");
-    if ((p.gi == FK_NA) != (p.ci == FK_NA)) return seterr(err, errlen, "process needs both gi= and ci= or neither");
+    if ((s = kv_get(&k, "gi")) && parse_uint(s, &p.gi)) return fk_seterr(err, errlen, "bad gi");
+    if ((s = kv_get(&k, "ci")) && parse_uint(s, &p.ci)) return fk_seterr(err, errlen, "bad ci");
+    if ((p.gi == FK_NA) != (p.ci == FK_NA)) return fk_seterr(err, errlen, "process needs both gi= and ci= or neither");
     p.sm_util = 0;
-    if ((s = kv_get(&k, "sm")) && parse_uint(s, &p.sm_util)) return seterr(err, errlen, "bad sm");
+    if ((s = kv_get(&k, "sm")) && parse_uint(s, &p.sm_util)) return fk_seterr(err, errlen, "bad sm");
+    p.share = 1;
+    if ((s = kv_get(&k, "share")) && (parse_double(s, &p.share) || !(p.share >= 0) || p.share > 1e6))
+        return fk_seterr(err, errlen, "bad share (a weight >= 0)");
     snprintf(p.name, sizeof p.name, "%s", (s = kv_get(&k, "name")) ? s : "python3");
     g->procs[g->n_procs++] = p;
     return 0;
@@ -348,48 +364,51 @@ static const char *const throttle_keys[12] = {
 int fk_apply_key(fk_gpu *g, const char *key, const char *value, char *err, size_t errlen)
 {
     char vbuf[1024];
-    if (strlen(value) >= sizeof vbuf) return seterr(err, errlen, "value too long");
+    if (strlen(value) >= sizeof vbuf) return fk_seterr(err, errlen, "value too long");
     snprintf(vbuf, sizeof vbuf, "%s", value);
     char *v = vbuf;
     unsigned int u4[8];
+    int activity = fk_apply_activity_key(g, key, v, err, errlen);
+    if (activity <= 0) return activity;
 
 #define STR(k, dst)                                                         \
     if (!strcmp(key, k)) {                                                  \
-        if (strlen(v) >= sizeof(dst)) return seterr(err, errlen, "%s too long", k); \
+        if (strlen(v) >= sizeof(dst)) return fk_seterr(err, errlen, "%s too long", k); \
         snprintf(dst, sizeof(dst), "%s", v);                                \
         return 0;                                                           \
     }
 #define UINT(k, dst)                                                        \
     if (!strcmp(key, k)) {                                                  \
-        if (parse_uint(v, &(dst))) return seterr(err, errlen, "%s: expected an unsigned integer", k); \
+        if (parse_uint(v, &(dst))) return fk_seterr(err, errlen, "%s: expected an unsigned integer", k); \
         return 0;                                                           \
     }
 #define ULL(k, dst)                                                         \
     if (!strcmp(key, k)) {                                                  \
-        if (parse_ull(v, &(dst))) return seterr(err, errlen, "%s: expected an unsigned integer", k); \
+        if (parse_ull(v, &(dst))) return fk_seterr(err, errlen, "%s: expected an unsigned integer", k); \
         return 0;                                                           \
     }
 #define BOOL(k, dst)                                                        \
     if (!strcmp(key, k)) {                                                  \
-        if (parse_bool(v, &(dst))) return seterr(err, errlen, "%s: expected on/off", k); \
+        if (parse_bool(v, &(dst))) return fk_seterr(err, errlen, "%s: expected on/off", k); \
         return 0;                                                           \
     }
 #define EXPR(k, dst, nn)                                                    \
     if (!strcmp(key, k)) {                                                  \
         if (parse_expr(v, &(dst), nn))                                      \
-            return seterr(err, errlen, "%s: expected 'base [amplitude period_s [phase_s]]'%s", k, \
+            return fk_seterr(err, errlen, "%s: expected 'base [amplitude period_s [phase_s]]'%s" \
+                          " or 'square high low period_s on_s [phase_s]'", k, \
                           nn ? " with base >= |amplitude|" : "");           \
         return 0;                                                           \
     }
 #define COUNTER(k, dst)                                                     \
     if (!strcmp(key, k)) {                                                  \
         if (parse_counter(v, &(dst)))                                       \
-            return seterr(err, errlen, "%s: expected 'start [rate_per_s]' (both >= 0)", k); \
+            return fk_seterr(err, errlen, "%s: expected 'start [rate_per_s]' (both >= 0)", k); \
         return 0;                                                           \
     }
 #define WATTS(k, dst)                                                       \
     if (!strcmp(key, k)) {                                                  \
-        if (parse_watts_mw(v, &(dst))) return seterr(err, errlen, "%s: expected watts", k); \
+        if (parse_watts_mw(v, &(dst))) return fk_seterr(err, errlen, "%s: expected watts", k); \
         return 0;                                                           \
     }
 
@@ -401,7 +420,7 @@ int fk_apply_key(fk_gpu *g, const char *key, const char *value, char *err, size_
     if (!strcmp(key, "brand")) {
         if (!strcasecmp(v, "nvidia")) g->brand = NVML_BRAND_NVIDIA;
         else if (!strcasecmp(v, "tesla")) g->brand = NVML_BRAND_TESLA;
-        else if (parse_uint(v, &g->brand)) return seterr(err, errlen, "brand: nvidia, tesla or a number");
+        else if (parse_uint(v, &g->brand)) return fk_seterr(err, errlen, "brand: nvidia, tesla or a number");
         return 0;
     }
     if (!strcmp(key, "architecture")) {
@@ -410,16 +429,16 @@ int fk_apply_key(fk_gpu *g, const char *key, const char *value, char *err, size_
                 g->arch = arch_names[i].v;
                 return 0;
             }
-        if (parse_uint(v, &g->arch)) return seterr(err, errlen, "architecture: unknown '%s'", v);
+        if (parse_uint(v, &g->arch)) return fk_seterr(err, errlen, "architecture: unknown '%s'", v);
         return 0;
     }
     if (!strcmp(key, "compute_capability")) {
         if (sscanf(v, "%u.%u", &g->cc_major, &g->cc_minor) != 2)
-            return seterr(err, errlen, "compute_capability: expected MAJOR.MINOR");
+            return fk_seterr(err, errlen, "compute_capability: expected MAJOR.MINOR");
         return 0;
     }
     if (!strcmp(key, "minor")) {
-        if (parse_uint(v, &g->minor)) return seterr(err, errlen, "minor: expected an unsigned integer");
+        if (parse_uint(v, &g->minor)) return fk_seterr(err, errlen, "minor: expected an unsigned integer");
         g->has_minor = 1;
         return 0;
     }
@@ -429,9 +448,9 @@ int fk_apply_key(fk_gpu *g, const char *key, const char *value, char *err, size_
         } else if (sscanf(v, "%x:%x.%x", &bus, &dev, &fn) == 3) {
             d = 0;
         } else {
-            return seterr(err, errlen, "pci_bus_id: expected DOMAIN:BUS:DEV.FN");
+            return fk_seterr(err, errlen, "pci_bus_id: expected DOMAIN:BUS:DEV.FN");
         }
-        if (bus > 0xff || dev > 0x1f) return seterr(err, errlen, "pci_bus_id out of range");
+        if (bus > 0xff || dev > 0x1f) return fk_seterr(err, errlen, "pci_bus_id out of range");
         g->pci_domain = d;
         g->pci_bus = bus;
         g->pci_device = dev;
@@ -458,7 +477,7 @@ int fk_apply_key(fk_gpu *g, const char *key, const char *value, char *err, size_
         int n = split(v, tok, 3);
         int cur, pend;
         if (n < 1 || n > 2 || parse_bool(tok[0], &cur) || (n == 2 && parse_bool(tok[1], &pend)))
-            return seterr(err, errlen, "%s: expected 'current [pending]' as on/off", key);
+            return fk_seterr(err, errlen, "%s: expected 'current [pending]' as on/off", key);
         if (n == 1) pend = cur;
         if (key[0] == 'e') {
             g->ecc_current = cur;
@@ -472,13 +491,13 @@ int fk_apply_key(fk_gpu *g, const char *key, const char *value, char *err, size_
     BOOL("persistence_mode", g->persistence)
     if (!strcmp(key, "compute_mode")) {
         unsigned int m;
-        if (parse_uint(v, &m) || m > 3) return seterr(err, errlen, "compute_mode: 0..3");
+        if (parse_uint(v, &m) || m > 3) return fk_seterr(err, errlen, "compute_mode: 0..3");
         g->compute_mode = (int)m;
         return 0;
     }
     if (!strcmp(key, "pstate")) {
         unsigned int m;
-        if (parse_uint(v, &m) || m > 15) return seterr(err, errlen, "pstate: 0..15");
+        if (parse_uint(v, &m) || m > 15) return fk_seterr(err, errlen, "pstate: 0..15");
         g->pstate = (int)m;
         return 0;
     }
@@ -490,7 +509,7 @@ int fk_apply_key(fk_gpu *g, const char *key, const char *value, char *err, size_
     EXPR("memory_temperature", g->temp_mem, 0)
     if (!strcmp(key, "clock_max") || !strcmp(key, "clock_app")) {
         if (parse_uints(v, u4, 4, 4) < 0)
-            return seterr(err, errlen, "%s: expected 'graphics sm mem video' in MHz", key);
+            return fk_seterr(err, errlen, "%s: expected 'graphics sm mem video' in MHz", key);
         memcpy(key[6] == 'm' ? g->clock_max : g->clock_app, u4, sizeof(unsigned int) * 4);
         return 0;
     }
@@ -499,7 +518,7 @@ int fk_apply_key(fk_gpu *g, const char *key, const char *value, char *err, size_
     EXPR("clock_mem", g->clock[2], 0)
     EXPR("clock_video", g->clock[3], 0)
     if (!strcmp(key, "pcie_max") || !strcmp(key, "pcie_current")) {
-        if (parse_uints(v, u4, 2, 2) < 0) return seterr(err, errlen, "%s: expected 'gen width'", key);
+        if (parse_uints(v, u4, 2, 2) < 0) return fk_seterr(err, errlen, "%s: expected 'gen width'", key);
         if (key[5] == 'm') {
             g->pcie_max_gen = u4[0];
             g->pcie_max_width = u4[1];
@@ -515,17 +534,17 @@ int fk_apply_key(fk_gpu *g, const char *key, const char *value, char *err, size_
     COUNTER("pcie_replay_rollover", g->pcie_replay_rollover)
     if (!strcmp(key, "nvlink_links")) {
         if (parse_uint(v, &g->nvlink_links) || g->nvlink_links > FK_MAX_LINKS)
-            return seterr(err, errlen, "nvlink_links: 0..%d", FK_MAX_LINKS);
+            return fk_seterr(err, errlen, "nvlink_links: 0..%d", FK_MAX_LINKS);
         return 0;
     }
     UINT("nvlink_version", g->nvlink_version)
     if (!strcmp(key, "nvlink_inactive")) {
         unsigned int l[16];
         int n = (!strcmp(v, "none") || !*v) ? 0 : parse_uints(v, l, 1, 16);
-        if (n < 0) return seterr(err, errlen, "nvlink_inactive: list of link indices or none");
+        if (n < 0) return fk_seterr(err, errlen, "nvlink_inactive: list of link indices or none");
         g->nvlink_inactive_mask = 0;
         for (int i = 0; i < n; i++) {
-            if (l[i] >= FK_MAX_LINKS) return seterr(err, errlen, "nvlink_inactive: link %u out of range", l[i]);
+            if (l[i] >= FK_MAX_LINKS) return fk_seterr(err, errlen, "nvlink_inactive: link %u out of range", l[i]);
             g->nvlink_inactive_mask |= 1ull << l[i];
         }
         return 0;
@@ -550,7 +569,7 @@ int fk_apply_key(fk_gpu *g, const char *key, const char *value, char *err, size_
     BOOL("row_remapping", g->row_remapping)
     if (!strcmp(key, "remapped_rows")) {
         if (parse_uints(v, u4, 4, 4) < 0)
-            return seterr(err, errlen, "remapped_rows: expected 'correctable uncorrectable pending failure'");
+            return fk_seterr(err, errlen, "remapped_rows: expected 'correctable uncorrectable pending failure'");
         g->remap_cor = u4[0];
         g->remap_unc = u4[1];
         g->remap_pending = u4[2];
@@ -559,7 +578,7 @@ int fk_apply_key(fk_gpu *g, const char *key, const char *value, char *err, size_
     }
     if (!strcmp(key, "remap_histogram")) {
         if (parse_uints(v, g->remap_hist, 5, 5) < 0)
-            return seterr(err, errlen, "remap_histogram: expected 'max high partial low none'");
+            return fk_seterr(err, errlen, "remap_histogram: expected 'max high partial low none'");
         return 0;
     }
     COUNTER("ecc_corrected_volatile", g->ecc[0][0])
@@ -571,15 +590,15 @@ int fk_apply_key(fk_gpu *g, const char *key, const char *value, char *err, size_
     if (!strcmp(key, "clocks_event_reasons")) {
         char *tok[FK_MAX_REASONS];
         int n = split(v, tok, FK_MAX_REASONS);
-        if (n < 1) return seterr(err, errlen, "clocks_event_reasons: expected one or more bitmasks");
+        if (n < 1) return fk_seterr(err, errlen, "clocks_event_reasons: expected one or more bitmasks");
         for (int i = 0; i < n; i++)
-            if (parse_ull(tok[i], &g->reasons[i])) return seterr(err, errlen, "clocks_event_reasons: bad mask '%s'", tok[i]);
+            if (parse_ull(tok[i], &g->reasons[i])) return fk_seterr(err, errlen, "clocks_event_reasons: bad mask '%s'", tok[i]);
         g->n_reasons = n;
         return 0;
     }
     if (!strcmp(key, "clocks_event_reasons_period")) {
         if (parse_double(v, &g->reasons_period) || g->reasons_period <= 0)
-            return seterr(err, errlen, "clocks_event_reasons_period: seconds > 0");
+            return fk_seterr(err, errlen, "clocks_event_reasons_period: seconds > 0");
         return 0;
     }
     ULL("supported_clocks_event_reasons", g->supported_reasons)
@@ -617,12 +636,12 @@ int fk_apply_key(fk_gpu *g, const char *key, const char *value, char *err, size_
         int n = split(v, tok, FK_MAX_NAMES);
         for (int i = 0; i < n; i++) {
             if (!strcmp(tok[i], "none")) continue;
-            if (g->n_not_supported >= FK_MAX_NAMES) return seterr(err, errlen, "not_supported: too many names");
+            if (g->n_not_supported >= FK_MAX_NAMES) return fk_seterr(err, errlen, "not_supported: too many names");
             snprintf(g->not_supported[g->n_not_supported++], 64, "%s", tok[i]);
         }
         return 0;
     }
-    return seterr(err, errlen, "unknown key '%s'", key);
+    return fk_seterr(err, errlen, "unknown key '%s'", key);
 #undef STR
 #undef UINT
 #undef ULL
@@ -668,11 +687,11 @@ static void gpu_defaults(fk_gpu *g)
     g->pci_subsystem_id = 0x134F10DE;
     g->mem_total_mib = 16384;
     g->bar1_total_mib = 256;
-    g->mem_used_mib = (fk_expr){0, 0, 60, 0};
-    g->bar1_used_mib = (fk_expr){2, 0, 60, 0};
+    g->mem_used_mib = FK_CONST(0);
+    g->bar1_used_mib = FK_CONST(2);
     g->power_default_mw = g->power_max_mw = g->power_limit_mw = g->power_enforced_mw = 250000;
     g->power_min_mw = 100000;
-    g->power_w = (fk_expr){60, 0, 60, 0};
+    g->power_w = FK_CONST(60);
     g->ecc_supported = 1;
     g->ecc_current = g->ecc_pending = 1;
     g->persistence = 1;
@@ -680,18 +699,18 @@ static void gpu_defaults(fk_gpu *g)
     g->temp_slowdown = 89;
     g->temp_mem_max = 95;
     g->temp_gpu_max = 87;
-    g->temp_gpu = (fk_expr){40, 0, 60, 0};
-    g->temp_mem = (fk_expr){45, 0, 60, 0};
+    g->temp_gpu = FK_CONST(40);
+    g->temp_mem = FK_CONST(45);
     unsigned int mx[4] = {1410, 1410, 1215, 1275};
     memcpy(g->clock_max, mx, sizeof mx);
     memcpy(g->clock_app, mx, sizeof mx);
-    for (int i = 0; i < 4; i++) g->clock[i] = (fk_expr){mx[i], 0, 60, 0};
+    for (int i = 0; i < 4; i++) g->clock[i] = FK_CONST(mx[i]);
     g->pcie_max_gen = g->pcie_cur_gen = 4;
     g->pcie_max_width = g->pcie_cur_width = 16;
-    g->pcie_tx_kbps = g->pcie_rx_kbps = (fk_expr){1000, 0, 60, 0};
+    g->pcie_tx_kbps = g->pcie_rx_kbps = FK_CONST(1000);
     g->nvlink_version = 3;
-    g->util_gpu = g->util_mem = g->util_enc = g->util_dec = (fk_expr){0, 0, 60, 0};
-    g->fan_pct = (fk_expr){30, 0, 60, 0};
+    g->util_gpu = g->util_mem = g->util_enc = g->util_dec = FK_CONST(0);
+    g->fan_pct = FK_CONST(30);
     g->retired_pages = 0;
     g->row_remapping = 1;
     g->reasons[0] = 0;
@@ -699,6 +718,7 @@ static void gpu_defaults(fk_gpu *g)
     g->reasons_period = 30;
     g->supported_reasons = 0x1ff;
     g->mig_max = 7;
+    fk_activity_defaults(g);
 }
 
 typedef struct {
@@ -718,7 +738,7 @@ static int parse_section(char *s, entry *e, char *err, size_t n)
         return 0;
     }
     if (strncmp(s, "gpu", 3) || !isspace((unsigned char)s[3]))
-        return seterr(err, n, "unknown section [%s] (expected [system], [gpu *], [gpu N] or [gpu A-B])", s);
+        return fk_seterr(err, n, "unknown section [%s] (expected [system], [gpu *], [gpu N] or [gpu A-B])", s);
     char *r = trim(s + 4);
     e->kind = 1;
     if (!strcmp(r, "*")) {
@@ -737,7 +757,7 @@ static int parse_section(char *s, entry *e, char *err, size_t n)
         e->lo = e->hi = (int)a;
         return 0;
     }
-    return seterr(err, n, "bad GPU selector [%s]", s);
+    return fk_seterr(err, n, "bad GPU selector [%s]", s);
 }
 
 static const char *base_name(const char *path, char *out, size_t n)
@@ -859,6 +879,14 @@ fk_scenario *fk_scenario_load(const char *path, char *err, size_t errlen)
                 goto fail;
             }
             s->cuda_version = (int)v;
+        } else if (!strcmp(e->key, "gpu_variation")) {
+            char *end;
+            double v = strtod(e->value, &end);
+            if (end == e->value || *end || !(v >= 0 && v <= 0.5)) {
+                snprintf(msg, sizeof msg, "gpu_variation: expected a fraction 0..0.5");
+                goto fail;
+            }
+            s->gpu_variation = v;
         } else if (!strcmp(e->key, "gpu_count")) {
             if (parse_uint(e->value, &s->gpu_count) || s->gpu_count > FK_MAX_GPUS) {
                 snprintf(msg, sizeof msg, "gpu_count: 0..%d", FK_MAX_GPUS);
@@ -898,6 +926,7 @@ fk_scenario *fk_scenario_load(const char *path, char *err, size_t errlen)
         }
     }
     bad_line = 0;
+    fk_apply_variation(s);   /* after every section, so [gpu N] overrides are varied too */
 
     /* Finalize: generated identities and consistency checks. */
     static const unsigned int buses[8] = {0x07, 0x0F, 0x47, 0x4E, 0x87, 0x90, 0xB7, 0xBD};
@@ -920,7 +949,7 @@ fk_scenario *fk_scenario_load(const char *path, char *err, size_t errlen)
             snprintf(msg, sizeof msg, "GPU %u: mig_mode on but mig_capable off", i);
             goto fail;
         }
-        if (g->power_w.base - fabs(g->power_w.amp) < 0) {
+        if (fk_expr_min(&g->power_w) < 0) {
             snprintf(msg, sizeof msg, "GPU %u: power_w must stay >= 0", i);
             goto fail;
         }

@@ -67,7 +67,7 @@ def test_simulate_values(tmp_path):
     assert parse_simulate("--simulate", str(scenario)) == str(scenario)
     assert parse_simulate("--simulate", "on") == DEFAULT_SCENARIO
     assert parse_simulate("--simulate", "false") is None
-    with pytest.raises(ConfigError, match=r"a100-mig, h100-nvlink, large-16, t4"):
+    with pytest.raises(ConfigError, match=r"a100-mig, h100-mig, h100-nvlink, large-16, t4"):
         parse_simulate("--simulate", "nope")
 
 

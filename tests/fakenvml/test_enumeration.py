@@ -17,6 +17,7 @@ pynvml = pytest.importorskip("pynvml")
 EXPECTED = {
     "t4": (1, "Tesla T4", 15360, 70000),
     "a100-mig": (8, "NVIDIA A100-SXM4-80GB", 81920, 400000),
+    "h100-mig": (8, "NVIDIA H100 80GB HBM3", 81559, 700000),
     "h100-nvlink": (8, "NVIDIA H100 80GB HBM3", 81559, 700000),
     "large-16": (16, "NVIDIA H100 80GB HBM3", 81559, 700000),
 }

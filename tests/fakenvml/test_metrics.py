@@ -11,6 +11,7 @@ import pytest
 from exporter.fakenvml.control import FakeNvmlControl
 
 from .conftest import InitFn
+from .curves import PERIOD, Sine, mean
 
 pynvml = pytest.importorskip("pynvml")
 MIB = 1024 * 1024
@@ -81,7 +82,7 @@ def test_a100_metric_types_and_units(nvml: InitFn) -> None:
     assert viol.referenceTime > 1_600_000_000_000_000
 
 
-def test_t4_differences(nvml: InitFn) -> None:
+def test_t4_differences(nvml: InitFn, ctl: FakeNvmlControl) -> None:
     nvml("t4", FAKE_NVML_TIME="0")
     h = _h(0)
     assert pynvml.nvmlDeviceGetArchitecture(h) == pynvml.NVML_DEVICE_ARCH_TURING
@@ -106,8 +107,13 @@ def test_t4_differences(nvml: InitFn) -> None:
     pages_v2 = pynvml.nvmlDeviceGetRetiredPages_v2(h, 0)
     assert len(pages_v2) == 2
     assert pynvml.nvmlDeviceGetRetiredPagesPendingStatus(h) == pynvml.NVML_FEATURE_DISABLED
-    assert pynvml.nvmlDeviceGetEncoderUtilization(h) == [0, 167000]
+    assert pynvml.nvmlDeviceGetEncoderUtilization(h) == [0, 166667]  # one sample period, us
     assert pynvml.nvmlDeviceGetDecoderUtilization(h)[0] == 10
+    # t = 0: the buffer is full from the start, (-100P, 0] (utilization_memory = 30 20 60)
+    zero = pynvml.nvmlDeviceGetProcessUtilization(h, 0)
+    assert [(s.pid, s.smUtil) for s in zero] == [(4242, 50)]
+    assert zero[0].memUtil == round(mean(Sine(30, 20, 60), -100 * PERIOD, 0.0)) == 17
+    ctl.set_time(10.0)
     samples = pynvml.nvmlDeviceGetProcessUtilization(h, 0)
     assert [s.pid for s in samples] == [4242]
     assert samples[0].smUtil == 50
