@@ -102,8 +102,8 @@ FLAGS: tuple[tuple[str, str | None, str], ...] = (
     (
         "--collector.processes",
         "false",
-        "Export per-process GPU memory with pod attribution (true/false; needs hostPID or the "
-        "host's /proc at --path.procfs).",
+        "Export per-process GPU memory and per-pod utilization (busy seconds on shared GPUs) "
+        "with pod attribution (true/false; needs hostPID or the host's /proc at --path.procfs).",
     ),
     ("--collector.processes.top-n", "10", "Per-process series kept per GPU, largest first."),
     ("--path.procfs", "/proc", "Where the host's /proc is mounted (per-process attribution)."),

@@ -24,6 +24,7 @@ GROUP_TITLES = {
     "ecc": "ECC, retired pages, row remapping",
     "pcie": "PCIe",
     "nvlink": "NVLink",
+    "profiling": "Profiling (GPM: SM, tensor, DRAM activity; Hopper and newer)",
     "processes": "Processes",
     "mig": "MIG devices",
     "exporter": "The exporter's own health",

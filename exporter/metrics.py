@@ -7,65 +7,21 @@ Families are rendered in catalog order, which keeps the exposition (and golden f
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from exporter import metric_family as _family
+from exporter import metrics_activity as _activity
+from exporter.metric_family import gpu_family, mig_family, self_family
 
-Kind = Literal["gauge", "counter"]
+# Re-exported: the catalog's users read the shapes from here.
+Family = _family.Family
+Kind = _family.Kind
+GPU_LABELS = _family.GPU_LABELS
+MIG_LABELS = _family.MIG_LABELS
+INFO_LABELS = _family.INFO_LABELS
+POD_LABELS = _family.POD_LABELS
 
-GPU_LABELS: tuple[str, ...] = ("gpu", "uuid")
-MIG_LABELS: tuple[str, ...] = (
-    "gpu",
-    "uuid",
-    "gpu_instance",
-    "compute_instance",
-    "profile",
-    "mig_uuid",
-)
-INFO_LABELS: tuple[str, ...] = (
-    "gpu",
-    "uuid",
-    "model",
-    "brand",
-    "architecture",
-    "compute_capability",
-    "driver_version",
-    "cuda_driver_version",
-    "vbios_version",
-    "serial",
-    "pci_bus_id",
-    "mig_mode",
-    "persistence_mode",
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Family:
-    """One metric family: its name (counters include `_total`), type, help and label names."""
-
-    name: str
-    kind: Kind
-    help: str
-    labels: tuple[str, ...]
-    group: str
-
-    @property
-    def base_name(self) -> str:
-        """The OpenMetrics family name: counters lose their `_total` suffix there."""
-        if self.kind == "counter" and self.name.endswith("_total"):
-            return self.name[: -len("_total")]
-        return self.name
-
-
-def _gpu(name: str, kind: Kind, help_: str, group: str, *extra: str) -> Family:
-    return Family(f"nvidia_gpu_{name}", kind, help_, (*GPU_LABELS, *extra), group)
-
-
-def _mig(name: str, kind: Kind, help_: str) -> Family:
-    return Family(f"nvidia_gpu_mig_{name}", kind, help_, MIG_LABELS, "mig")
-
-
-def _self(name: str, kind: Kind, help_: str, *labels: str) -> Family:
-    return Family(f"nvidia_gpu_exporter_{name}", kind, help_, labels, "exporter")
+_gpu = gpu_family
+_mig = mig_family
+_self = self_family
 
 
 # Identity
@@ -104,6 +60,13 @@ ENCODER_UTILIZATION = _gpu(
 DECODER_UTILIZATION = _gpu(
     "decoder_utilization_ratio", "gauge", "Video decoder utilization (0-1).", "utilization"
 )
+
+# Busy-time counters and profiling (GPM): defined in exporter/metrics_activity.py, bound here
+# because CATALOG follows the order names are bound in this module.
+UTILIZATION_BUSY = _activity.UTILIZATION_BUSY
+UTILIZATION_SAMPLED = _activity.UTILIZATION_SAMPLED
+GPM = _activity.GPM_FAMILIES
+MIG_GPM = _activity.MIG_GPM_FAMILIES
 
 # Memory
 MEMORY_TOTAL = _gpu("memory_total_bytes", "gauge", "Total device memory in bytes.", "memory")
@@ -469,7 +432,6 @@ PCI_GPUS = _self(
 
 
 # Kubernetes attribution (issue 4): join series, never labels on the GPU series themselves.
-POD_LABELS: tuple[str, ...] = ("gpu", "uuid", "mig_uuid", "namespace", "pod", "container")
 POD_INFO = Family(
     "nvidia_gpu_pod_info",
     "gauge",
@@ -522,6 +484,7 @@ POD_MEMORY_USED = Family(
     POD_LABELS,
     "kubernetes",
 )
+POD_UTILIZATION_BUSY = _activity.POD_UTILIZATION_BUSY
 PROCESS_MEMORY_USED = Family(
     "nvidia_gpu_process_memory_used_bytes",
     "gauge",
@@ -554,7 +517,16 @@ WEB_CONFIG_LOADED = _self(
     "Unix time the web config in force was loaded.",
 )
 
-CATALOG: tuple[Family, ...] = tuple(
-    value for value in list(globals().values()) if isinstance(value, Family)
-)
+
+def _catalog() -> tuple[Family, ...]:
+    found: list[Family] = []
+    for value in list(globals().values()):
+        if isinstance(value, Family):
+            found.append(value)
+        elif isinstance(value, _activity.ProfilingFamilies):
+            found.extend(value.all())
+    return tuple(found)
+
+
+CATALOG: tuple[Family, ...] = _catalog()
 BY_NAME: dict[str, Family] = {family.name: family for family in CATALOG}

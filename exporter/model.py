@@ -107,3 +107,17 @@ class GpuProcess:
     pid: int
     used_memory_bytes: float | None
     kind: str  # "compute" or "graphics"
+
+
+@dataclass(frozen=True, slots=True)
+class GpuProcessActivity:
+    """Cumulative busy seconds of one GPU process, from NVML's per-process utilization.
+
+    busy_seconds: (gpu, memory, encoder, decoder), the engines of
+    nvidia_gpu_pod_utilization_busy_seconds_total, counted since the exporter first saw the pid.
+    """
+
+    gpu_index: int
+    uuid: str
+    pid: int
+    busy_seconds: tuple[float, ...]

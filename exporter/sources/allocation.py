@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from exporter.config import Config
-from exporter.model import GpuIdentity, GpuProcess, SampleMap
+from exporter.model import GpuIdentity, GpuProcess, GpuProcessActivity, SampleBuilder, SampleMap
 from exporter.poller import Poller
 from exporter.publisher import Publisher
 
 if TYPE_CHECKING:
-    from exporter.attribution import KubeletView
+    from exporter.attribution import Allocation, AttributedProcess, KubeletView
     from exporter.sources.nvml import NvmlSource
     from exporter.sources.podresources import PodResourcesSource
     from exporter.sources.procfs import ProcReader
@@ -46,8 +46,12 @@ class AllocationSource:
         resource_prefixes: Sequence[str] | None = None,
         dra_drivers: Sequence[str] | None = None,
         top_n: int = 10,
+        activity: Callable[[], Sequence[GpuProcessActivity]] | None = None,
     ) -> None:
         """`kubelet_view` None: pod attribution off; `processes` None: per-process off.
+
+        `activity`: the NVML source's cumulative per-process busy seconds, turned into
+        nvidia_gpu_pod_utilization_busy_seconds_total (with `processes` only).
 
         `resource_prefixes`, `dra_drivers` None: exporter.attribution's defaults. The join
         logic is imported here, not at module level: with attribution and per-process series
@@ -69,6 +73,10 @@ class AllocationSource:
             attribution.DEFAULT_DRA_DRIVERS if dra_drivers is None else dra_drivers
         )
         self._top_n = top_n
+        self._activity = activity
+        from exporter.pod_activity import PodBusyCounters
+
+        self._pod_busy = PodBusyCounters()
 
     def open(self) -> None:
         """Nothing to acquire: the inputs are other sources' last results."""
@@ -90,10 +98,50 @@ class AllocationSource:
         attributed = None
         if self._processes is not None:
             listed = self._processes()
-            owners = self._procfs.read_many({process.pid for process in listed})
+            activity = self._activity() if self._activity is not None else ()
+            pids = {process.pid for process in listed} | {process.pid for process in activity}
+            owners = self._procfs.read_many(pids)
             allocations = attribution.allocations if attribution else ()
             attributed = attribute_processes(listed, owners, allocations)
-        return build_samples(attribution, directory, attributed, self._top_n)
+            if self._activity is not None:
+                self._count_pod_busy(activity, attributed, allocations)
+        samples = build_samples(attribution, directory, attributed, self._top_n)
+        if self._activity is None or self._processes is None:
+            return samples
+        out = SampleBuilder()
+        out.extend(samples)
+        self._pod_busy.samples(out)
+        return out.freeze()
+
+    def _count_pod_busy(
+        self,
+        activity: Sequence[GpuProcessActivity],
+        attributed: Sequence[AttributedProcess],
+        allocations: Sequence[Allocation],
+    ) -> None:
+        by_pid = {(p.device.uuid, p.pid): p for p in attributed if not p.device.mig_uuid}
+
+        def container_of(process: GpuProcessActivity) -> tuple[str, ...]:
+            owner = by_pid.get((process.uuid, process.pid))
+            gpu = str(process.gpu_index)
+            if owner is None:
+                return (gpu, process.uuid, "", "", "", "", "")
+            return (
+                gpu,
+                process.uuid,
+                "",
+                owner.namespace,
+                owner.pod,
+                owner.container,
+                owner.pod_uid,
+            )
+
+        held = {(a.device.uuid, a.namespace, a.pod) for a in allocations if a.device.gpu}
+
+        def still_allocated(key: tuple[str, ...]) -> bool:
+            return bool(key[4]) and (key[1], key[3], key[4]) in held
+
+        self._pod_busy.update(activity, container_of, still_allocated)
 
 
 # -- wiring (called by exporter.app) -------------------------------------------------------
@@ -164,6 +212,7 @@ def build_attribution(
         procfs=ProcReader(config.procfs_path),
         resource_prefixes=config.resource_prefixes,
         top_n=config.processes_top_n,
+        activity=nvml.process_activity if config.processes else None,
     )
     parts.poller = Poller(source, publisher, config.interval_seconds, stop)
     return parts

@@ -16,8 +16,11 @@ import pytest
 from exporter.fakenvml import library_path
 from exporter.fakenvml.control import FakeNvmlControl
 from exporter.sources.nvml import NvmlSource
+from exporter.sources.nvml import gpm as nvml_gpm
 
-SCENARIO = "a100-mig"
+# An 8-GPU Hopper node with two GPUs in MIG mode: every NVML call the exporter makes, GPM and
+# the per-GPU-instance GPM included, is made on it (an Ampere node would never reach GPM).
+SCENARIO = "h100-mig"
 FROZEN_AT = 100.0  # scenario time: every collection of a cell reads the same values
 GPUS = 8
 
@@ -41,17 +44,29 @@ def prepare_node(control: FakeNvmlControl) -> None:
 
 @pytest.fixture(scope="module")
 def matrix_source(fake_library: Path, control: FakeNvmlControl) -> Iterator[NvmlSource]:
-    """An open NvmlSource on the 8-GPU MIG node, frozen in time, shared by a module's cells."""
+    """An open NvmlSource on the 8-GPU MIG node, frozen in time, shared by a module's cells.
+
+    The process collector is on (so per-process utilization is asked) and GPM intervals are
+    measured with the frozen scenario clock: every GPM pair is then zero seconds long, which
+    the fake answers with the instantaneous values, so GPM series repeat exactly like the rest
+    (the 100 ms minimum NVML needs is lifted for the module, the fake needs none).
+    """
     previous = os.environ.get("FAKE_NVML_SCENARIO")
     os.environ["FAKE_NVML_SCENARIO"] = SCENARIO
     control.clear_faults()
     control.set_time(FROZEN_AT)
-    source = NvmlSource(library_path=str(fake_library))
+    minimum = nvml_gpm.MIN_INTERVAL_SECONDS
+    nvml_gpm.MIN_INTERVAL_SECONDS = 0.0
+    source = NvmlSource(
+        library_path=str(fake_library), capture_processes=True, clock=control.get_time
+    )
     source.open()
     prepare_node(control)
+    source.collect()  # GPM's baseline: from the second collection on, every GPM series is there
     try:
         yield source
     finally:
+        nvml_gpm.MIN_INTERVAL_SECONDS = minimum
         control.clear_faults()
         control.set_time(None)
         source.close()

@@ -28,7 +28,16 @@ _EVENTS_MODULE = "events.py"
 _LOOKUP = re.compile(r'_nvmlGetFunctionPointer\("(\w+)"\)')
 _CALLS = re.compile(r"\b(nvml\w+)\(")
 # Calls that take no device: the fake matches them only with gpu -1 (docs/fake-driver.md).
-_SYSTEM_PREFIXES = ("nvmlInit", "nvmlShutdown", "nvmlSystem", "nvmlDeviceGetCount", "nvmlEventSet")
+# GPM sample buffers belong to no GPU until a sample is taken into them.
+_SYSTEM_PREFIXES = (
+    "nvmlInit",
+    "nvmlShutdown",
+    "nvmlSystem",
+    "nvmlDeviceGetCount",
+    "nvmlEventSet",
+    "nvmlGpmSampleAlloc",
+    "nvmlGpmSampleFree",
+)
 
 
 @dataclass(frozen=True, slots=True)

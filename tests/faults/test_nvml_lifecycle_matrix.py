@@ -41,6 +41,10 @@ CLOSE_CALLS = sorted(c.symbol for c in SOURCE_SYSTEM if "close" in c.methods)
 # source is opened again: the CUDA version is read once per open).
 OPTIONAL = frozenset({"nvmlSystemGetCudaDriverVersion_v2"})
 INIT = "nvmlInitWithFlags"
+# GPM sample buffers: allocated once per GPU (or GPU instance) and reused, freed at close or
+# when the instance disappears; their faults are checked in tests/sources/test_nvml_activity.py
+# (test_gpm_buffer_allocation_fault and test_gpm_buffer_free_fault_at_close).
+GPM_BUFFER_CALLS = frozenset({"nvmlGpmSampleAlloc", "nvmlGpmSampleFree"})
 
 
 def _open_cells() -> list[tuple[str, int]]:
@@ -53,7 +57,8 @@ def _name(code: int) -> str:
 
 def test_every_system_call_has_a_phase() -> None:
     collect = {c.symbol for c in SOURCE_SYSTEM if c.methods & {"collect"}}
-    assert set(OPEN_CALLS) | set(CLOSE_CALLS) | collect == {c.symbol for c in SOURCE_SYSTEM}
+    phases = set(OPEN_CALLS) | set(CLOSE_CALLS) | collect | GPM_BUFFER_CALLS
+    assert phases == {c.symbol for c in SOURCE_SYSTEM}
     assert "nvmlInitWithFlags" in OPEN_CALLS and "nvmlShutdown" in CLOSE_CALLS
 
 

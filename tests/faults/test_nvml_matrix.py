@@ -72,12 +72,16 @@ PREREQUISITES: dict[str, tuple[str, ...]] = {
     "nvmlDeviceGetPcieThroughput": ("field:197", "field:198"),
     "nvmlDeviceGetNvLinkState": ("field:165",),
 }
-# NVML answers no utilization on a MIG-enabled GPU, so the exporter does not ask there.
+# NVML answers no utilization (rates, samples, per process) on a MIG-enabled GPU, and GPM is
+# sampled per GPU instance there, so the exporter does not ask these on one.
 NOT_ASKED_ON_MIG_GPU = frozenset(
     {
         "nvmlDeviceGetUtilizationRates",
         "nvmlDeviceGetEncoderUtilization",
         "nvmlDeviceGetDecoderUtilization",
+        "nvmlDeviceGetSamples",
+        "nvmlDeviceGetProcessUtilization",
+        "nvmlGpmSampleGet",
     }
 )
 # Without a GPU handle or UUID the GPU cannot be named at all: it is left out of the
@@ -100,8 +104,16 @@ DEFINITION_CHANGES: dict[str, frozenset[str]] = {
 }
 # Fault codes that leave nothing to see: the scenario has no graphics processes, and the
 # retired-page fields are pre-Ampere (NOT_SUPPORTED on the A100 already).
+# nvmlDeviceGetProcessUtilization feeds the attribution source's per-pod counters, not the
+# GPU's own series (tests/sources/test_nvml_activity.py checks what it feeds).
 NO_VISIBLE_EFFECT = frozenset(
-    {"nvmlDeviceGetGraphicsRunningProcesses_v3", "field:29", "field:30", "field:31"}
+    {
+        "nvmlDeviceGetGraphicsRunningProcesses_v3",
+        "field:29",
+        "field:30",
+        "field:31",
+        "nvmlDeviceGetProcessUtilization",
+    }
 )
 # A NOT_SUPPORTED preferred call whose fallback answers the same value: no visible effect.
 HAS_FALLBACK = frozenset(
@@ -123,7 +135,7 @@ def _source_calls() -> list[NvmlCall]:
 
 
 def _mig_only(call: NvmlCall) -> bool:
-    return call.methods <= {"_describe_migs", "_placement"}
+    return call.methods <= {"_describe_migs", "_placement", "_sample_instance"}
 
 
 def _device_cells() -> Iterator[tuple[str, int, int]]:

@@ -34,11 +34,11 @@ def open_source(
     """Factory: open an NvmlSource on a scenario at a frozen time; closes and clears faults."""
     opened: list[NvmlSource] = []
 
-    def factory(scenario: str, at: float | None = 100.0) -> NvmlSource:
+    def factory(scenario: str, at: float | None = 100.0, **options: object) -> NvmlSource:
         monkeypatch.setitem(os.environ, "FAKE_NVML_SCENARIO", scenario)
         control.clear_faults()
         control.set_time(-1.0 if at is None else at)
-        source = NvmlSource(library_path=str(fake_library))
+        source = NvmlSource(library_path=str(fake_library), **options)  # type: ignore[arg-type]
         source.open()
         opened.append(source)
         return source

@@ -107,6 +107,7 @@ class Gpu:
     lost: bool = False
     pci_bus_id: str = ""
     minor_number: int | None = None
+    gpm_supported: bool | None = None  # asked once per enumeration (gpm.py)
 
 
 def text(value: object) -> str:

@@ -11,17 +11,21 @@ from __future__ import annotations
 import ctypes
 import threading
 import time
+from collections.abc import Callable
 
 import pynvml
 
 from exporter import metrics
 from exporter.distinfo import distribution_version
-from exporter.model import GpuIdentity, GpuProcess, SampleBuilder, SampleMap
+from exporter.model import GpuIdentity, GpuProcess, GpuProcessActivity, SampleBuilder, SampleMap
 from exporter.poller import SourceUnavailableError
 from exporter.sources.nvml.describe import GpuDescriber
 from exporter.sources.nvml.device import Driver, Gpu, cuda_version_text, text
 from exporter.sources.nvml.errors import GpuLostError, Ledger, error_name, log
+from exporter.sources.nvml.gpm import GpmReader
+from exporter.sources.nvml.process_utilization import ProcessUtilizationReader
 from exporter.sources.nvml.readings import GpuReader
+from exporter.sources.nvml.utilization import UtilizationSampler
 
 NVML_LOCK = threading.Lock()
 ENUMERATION_REFRESH_SECONDS = 60.0
@@ -32,18 +36,30 @@ class NvmlSource:
 
     name = "nvml"
 
-    def __init__(self, library_path: str | None = None, capture_processes: bool = False) -> None:
+    def __init__(
+        self,
+        library_path: str | None = None,
+        capture_processes: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         """`library_path`: load this libnvidia-ml.so.1 first (the fake driver in --simulate).
 
         `capture_processes`: keep the per-process list of each collection for `processes()`
         (per-process memory attribution is opt-in: it costs memory and cardinality).
+
+        `clock`: the monotonic clock GPM intervals are measured with (tests pass the fake
+        driver's scenario clock).
         """
         self._library_path = library_path
         self._ledger = Ledger()
         self._driver = Driver()
         self._describer = GpuDescriber(self._ledger, self._driver)
         self._reader = GpuReader(self._ledger, self._driver, capture_processes)
+        self._utilization = UtilizationSampler(self._ledger)
+        self._gpm = GpmReader(self._ledger, clock)
+        self._process_utilization = ProcessUtilizationReader(self._ledger)
         self._processes: tuple[GpuProcess, ...] = ()
+        self._process_activity: tuple[GpuProcessActivity, ...] = ()
         self._gpus: list[Gpu] = []
         self._enumerated_at = 0.0
         self._enumerated: tuple[object, ...] = ()  # identities of the last enumeration
@@ -91,6 +107,11 @@ class NvmlSource:
             raise SourceUnavailableError(f"nvmlInit failed: {error_name(err.value)}") from err
         self._gpus = []
         self._device_count = -1
+        # A new NVML session: C functions are resolved again and GPM sample buffers of the old
+        # one are not reused; the busy-seconds counters carry on (they are per UUID).
+        self._utilization.reset_driver()
+        self._process_utilization.reset_driver()
+        self._gpm.forget_samples()
         log.info(
             "nvml_initialised",
             driver_version=self._driver.driver_version,
@@ -101,6 +122,7 @@ class NvmlSource:
         """nvmlShutdown; errors are logged, never raised (we are shutting down)."""
         try:
             with NVML_LOCK:
+                self._gpm.release()
                 pynvml.nvmlShutdown()
         except pynvml.NVMLError as err:
             log.warning("nvml_shutdown_failed", error=error_name(err.value))
@@ -177,6 +199,8 @@ class NvmlSource:
             for position, known in enumerate(self._gpus):
                 self._collect_gpu(position, known, out)
             self._processes = tuple(self._reader.process_buffer)
+            if self._reader.capture_processes:
+                self._process_activity = self._process_utilization.activity()
         self._publish_directory()
         for (call, code), total in sorted(self._ledger.errors.items()):
             out.add(metrics.NVML_ERRORS.name, (call, code), float(total))
@@ -240,8 +264,14 @@ class NvmlSource:
         self._enumerated_at = float("-inf")
 
     def _read_gpu(self, gpu: Gpu, out: SampleBuilder) -> None:
-        """The single pass over one GPU: its values, then its activity (samples, GPM)."""
+        """The single pass over one GPU: its values, then its activity (samples, GPM, pids)."""
         self._reader.read(gpu, out)
+        self._utilization.read(gpu, out)
+        self._gpm.read(gpu, out)
+        if self._reader.capture_processes:
+            uuid = gpu.labels[1]
+            live = {p.pid for p in self._reader.process_buffer if p.uuid == uuid}
+            self._process_utilization.read(gpu, live)
 
     def _identity(self, gpu: Gpu, out: SampleBuilder, up: bool) -> None:
         if gpu.info_labels:
@@ -251,6 +281,10 @@ class NvmlSource:
     def processes(self) -> tuple[GpuProcess, ...]:
         """Processes of the last collection (empty unless capture_processes); any thread."""
         return self._processes
+
+    def process_activity(self) -> tuple[GpuProcessActivity, ...]:
+        """Cumulative per-process busy seconds (empty unless capture_processes); any thread."""
+        return self._process_activity
 
 
 def _package_version() -> str:
