@@ -58,21 +58,32 @@ class EngineCounter:
     started: bool = False
 
     def absorb(self, samples: list[tuple[int, float]]) -> None:
-        """Add (timestamp us, percent) samples, oldest first; older or repeated ones are skipped."""
+        """Add (timestamp us, percent) samples, oldest first; older or repeated ones are skipped.
+
+        One tight loop with locals: it runs for every sample of every engine of every GPU
+        (about 30 per engine per 5 s collection at the H100's 1/6 s sample period).
+        """
+        last, period = self.last_timestamp_us, self.period_us
+        busy = sampled = 0.0  # microseconds x percent, microseconds
         for timestamp, percent in samples:
-            if timestamp <= self.last_timestamp_us:
+            if timestamp <= last:
                 continue
             if not self.started:
                 self.started = True
-                self.last_timestamp_us = timestamp
+                last = timestamp
                 continue
-            spacing = timestamp - self.last_timestamp_us
-            if self.period_us == 0 or spacing < self.period_us:
-                self.period_us = spacing
-            covered = (spacing if spacing <= GAP_FACTOR * self.period_us else self.period_us) / 1e6
-            self.busy_seconds += covered * min(max(percent, 0.0), 100.0) / 100.0
-            self.sampled_seconds += covered
-            self.last_timestamp_us = timestamp
+            spacing = timestamp - last
+            if period == 0 or spacing < period:
+                period = spacing
+            covered = spacing if spacing <= GAP_FACTOR * period else period
+            busy += covered * (
+                percent if 0.0 <= percent <= 100.0 else max(0.0, min(percent, 100.0))
+            )
+            sampled += covered
+            last = timestamp
+        self.last_timestamp_us, self.period_us = last, period
+        self.busy_seconds += busy / 1e8
+        self.sampled_seconds += sampled / 1e6
 
 
 class UtilizationSampler:
