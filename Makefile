@@ -8,7 +8,7 @@ PY := $(BIN)/python
 PORT ?= 9445
 SCENARIO ?= a100-mig
 
-.PHONY: fleet image demo help venv run test lint typecheck unit system-deps fake-driver generate check-generated \
+.PHONY: bench-collection fleet image demo help venv run test lint typecheck unit system-deps fake-driver generate check-generated \
         test-gpu test-alerts bench soak clean
 
 help:
@@ -20,6 +20,7 @@ help:
 	@echo "make image      build the container image with podman (local stand-in base) and print its sizes"
 	@echo "make demo       simulated nodes + real Prometheus and Alertmanager on loopback (Ctrl-C stops)"
 	@echo "make bench      ours vs nvitop-exporter side by side (RUNS=2; LONG=1 adds RSS after 10 min; docs/performance.md)"
+	@echo "make bench-collection  CPU and NVML calls per collection per scenario (BEFORE=<old checkout> for the same figures there)"
 	@echo "make fleet      a simulated fleet scraped by a real Prometheus: series, samples/s, rule and query cost"
 	@echo "make soak       30-minute soak under faults, Xids and scrapers (MINUTES=30)"
 
@@ -100,6 +101,9 @@ test-gpu: $(PY)
 
 bench: $(PY) fake-driver
 	$(PY) benchmarks/compare.py $(if $(RUNS),--runs $(RUNS)) $(if $(LONG),--long)
+
+bench-collection: $(PY) fake-driver
+	$(PY) benchmarks/collection.py $(if $(BEFORE),--repo $(BEFORE)) $(if $(PROCESSES),--processes)
 
 fleet: $(PY) system-deps fake-driver
 	$(PY) benchmarks/fleet.py

@@ -3,7 +3,7 @@
     python scripts/demo.py            # or: make demo
     python scripts/demo.py xid gpu-h100-nvlink 7 79     # in another shell: a GPU falls off
 
-Three simulated nodes (`gpu-node-exporter --simulate`, each its own scenario and kernel log),
+Four simulated nodes (`gpu-node-exporter --simulate`, each its own scenario and kernel log),
 a real Prometheus loading alerts/rules/*.yaml and a real Alertmanager loading
 alerts/alertmanager.yml, all on 127.0.0.1. The shipped Alertmanager config sends every
 notification to webhooks on 127.0.0.1:9099; this script listens there and prints each page,
@@ -67,6 +67,9 @@ NODES = (
     Node("gpu-a100-mig", "a100-mig"),
     Node("gpu-h100-nvlink", "h100-nvlink"),
     Node("gpu-t4", "t4"),
+    # Hopper with MIG, a bursty, a starved and a time-sliced GPU: the profiling (GPM) and
+    # busy-seconds panels have data (docs/utilization.md).
+    Node("gpu-h100-mig", "h100-mig"),
 )
 
 
@@ -80,7 +83,7 @@ class Ports:
     webhook: int
 
 
-DEFAULT_PORTS = Ports((9445, 9446, 9447), 9090, 9093, 9099)
+DEFAULT_PORTS = Ports((9445, 9446, 9447, 9448), 9090, 9093, 9099)
 
 
 class DemoError(RuntimeError):
@@ -442,7 +445,7 @@ def inject_xid(workdir: Path, node: str, gpu: int, code: int) -> None:
 def run(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="gpu-node-exporter-demo-")).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    ports = Ports((0, 0, 0), 0, 0, free_port()) if args.any_ports else DEFAULT_PORTS
+    ports = Ports((0,) * len(NODES), 0, 0, free_port()) if args.any_ports else DEFAULT_PORTS
     demo = Demo(workdir, ports)
     stopping = threading.Event()
 
@@ -490,7 +493,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.add_argument(
             "--any-ports",
             action="store_true",
-            help="listen on free ports instead of 9445-9447, 9090, 9093 and 9099",
+            help="listen on free ports instead of 9445-9448, 9090, 9093 and 9099",
         )
     xid.add_argument("node", choices=[node.name for node in NODES])
     xid.add_argument("gpu", type=int)
