@@ -190,3 +190,70 @@ def test_a_doc_repeating_a_different_figure_fails(sentence: str) -> None:
 def test_docs_that_drop_figures_link_to_the_table() -> None:
     for name in ("docs/xid.md", "docs/kubernetes.md"):
         assert "../README.md#measured" in read(ROOT / name), name
+
+
+# --- PromQL in the docs -----------------------------------------------------------------------
+
+PROMQL_BLOCK = re.compile(r"```promql\n(.*?)```", re.DOTALL)
+# Names a doc query may read that are not ours: kube-state-metrics and Prometheus itself.
+FOREIGN_METRICS = re.compile(r"^(kube_|up$|ALERTS)")
+
+
+def _expressions(block: str) -> list[str]:
+    """A block of several queries: each starts on an unindented line, continues on indented
+    ones; `#` lines are comments."""
+    chunks: list[list[str]] = []
+    for line in block.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if line[0].isspace() and chunks:
+            chunks[-1].append(line)
+        else:
+            chunks.append([line])
+    return ["\n".join(chunk) for chunk in chunks]
+
+
+def _promtool_failures(promtool: str, exprs: list[str], path: Path) -> set[int]:
+    """Indexes of the expressions promtool cannot parse (all of them checked in one run)."""
+    import subprocess
+
+    import yaml
+
+    rules = [{"record": f"doc:example_{n}", "expr": expr} for n, expr in enumerate(exprs)]
+    path.write_text(yaml.safe_dump({"groups": [{"name": "docs", "rules": rules}]}))
+    result = subprocess.run(
+        [promtool, "check", "rules", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    failed = {int(n) for n in re.findall(r'"doc:example_(\d+)"', result.stdout + result.stderr)}
+    assert result.returncode == 0 or failed, result.stdout + result.stderr
+    return failed
+
+
+def test_every_promql_example_in_the_docs_parses_and_reads_known_series(tmp_path: Path) -> None:
+    """What a reader pastes into Prometheus must parse (promtool) and name our real families or
+    recording rules: a renamed metric breaks this test instead of a user's dashboard. A block
+    is one expression, or (runbooks list several to look at) one per unindented line."""
+    from tests.promql import recording_rule_names, unknown_names
+    from tests.tools import require_tool
+
+    promtool = require_tool("promtool")
+    examples = [(doc, block.strip()) for doc in DOCS for block in PROMQL_BLOCK.findall(read(doc))]
+    assert len(examples) >= 20, "fewer PromQL examples than the docs hold: is the regex right?"
+    failed = _promtool_failures(promtool, [e for _, e in examples], tmp_path / "blocks.yaml")
+    checked = [example for n, example in enumerate(examples) if n not in failed]
+    lines = [
+        (doc, chunk)
+        for n, (doc, block) in enumerate(examples)
+        if n in failed
+        for chunk in _expressions(block)
+    ]
+    bad = _promtool_failures(promtool, [e for _, e in lines], tmp_path / "lines.yaml")
+    assert not bad, [f"{lines[n][0].name}: {lines[n][1]}" for n in sorted(bad)]
+    recorded = recording_rule_names()
+    for doc, expr in checked + lines:
+        unknown = {n for n in unknown_names(expr, recorded) if not FOREIGN_METRICS.match(n)}
+        assert not unknown, f"{doc.name}: {sorted(unknown)} in {expr!r}"
