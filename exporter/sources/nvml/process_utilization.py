@@ -71,12 +71,6 @@ class ProcessUtilizationReader:
                 busy[engine] += seconds * min(percent, 100) / 100.0
         self._last_seen[uuid] = newest
 
-    def forget_gpu(self, uuid: str) -> None:
-        """The GPU left (or went into MIG mode): drop its processes and baseline."""
-        self._last_seen.pop(uuid, None)
-        for key in [key for key in self._busy if key[0] == uuid]:
-            del self._busy[key]
-
     def activity(self) -> tuple[GpuProcessActivity, ...]:
         """Cumulative busy seconds of every tracked process."""
         return tuple(
