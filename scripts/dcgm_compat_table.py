@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from exporter import metrics
+from exporter.metrics_activity import PIPES
 from exporter.sources.nvml_fields import CLOCK_EVENT_REASONS
 
 RATE_WINDOW = "1m"  # rate() window of the byte counters dcgm-exporter shows as rates
@@ -112,6 +113,58 @@ _MIB = "/ 2^20"
 _MHZ = "/ 1e6"
 _PCT = "* 100"
 
+RATIO = "ratio (0-1)"  # dcgm-exporter's unit of its profiling fields
+_GPM = (
+    "GPM: Hopper and newer only, absent on A100, T4 and older GPUs (as dcgm-exporter's "
+    "profiling fields are without its profiling module)."
+)
+_GPM_GAUGE = (
+    "GPM averages over the interval between two collections (`--collection.interval`); DCGM "
+    "samples at its own rate (dcgm-exporter's watch interval, 30 s by default), so the two "
+    "differ on bursty loads."
+)
+
+
+def _profiling(
+    name: str,
+    gpu: metrics.Family,
+    mig: metrics.Family,
+    notes: str,
+    *,
+    default: bool = False,
+) -> Mapping:
+    """A GPM ratio gauge, per GPU and per MIG GPU instance (dcgm-exporter reports its
+    profiling fields per GPU instance)."""
+    return Mapping(
+        name,
+        RATIO,
+        gpu.name,
+        f"{notes} {_GPM} {_GPM_GAUGE}",
+        mig="instance",
+        mig_source=mig.name,
+        default=default,
+    )
+
+
+def _pipe(name: str, pipe: str, what: str) -> Mapping:
+    """A math pipe's activity: rate() of the GPM pipe counter (there is no gauge per pipe)."""
+    if pipe not in PIPES:
+        raise ValueError(f"{name}: pipe {pipe!r} is not one of {PIPES}")
+    gpu = _rate(_sel(M.GPM.pipe_active_seconds.name, pipe=pipe))
+    mig = _rate(_sel(M.MIG_GPM.pipe_active_seconds.name, pipe=pipe))
+    return Mapping(
+        name,
+        RATIO,
+        gpu,
+        f"Fraction of time the {what} pipe was active: rate over {RATE_WINDOW} of GPM's "
+        f'busy-seconds counter `pipe="{pipe}"` (we keep no gauge per pipe). {_GPM} GPM measures '
+        f"every collection interval, so this is the average over {RATE_WINDOW}; DCGM samples "
+        "at its own rate (dcgm-exporter's watch interval, 30 s by default).",
+        mig="instance",
+        mig_source=mig,
+    )
+
+
 MAPPINGS: tuple[Mapping, ...] = (
     # --- dcgm-exporter's default counters (etc/default-counters.csv) -------------------------
     _gauge(
@@ -167,7 +220,12 @@ MAPPINGS: tuple[Mapping, ...] = (
         "DCGM_FI_DEV_GPU_UTIL",
         "%",
         M.UTILIZATION,
-        "Same NVML utilization. None on MIG instances, as in dcgm-exporter.",
+        "Same NVML utilization gauge, which is what dcgm-exporter shows: one NVML sample per "
+        "collection, so on bursty loads it aliases (reads 0 or 100) in both. The alias-free "
+        "average is our busy counter, "
+        f"`rate({_sel(M.UTILIZATION_BUSY.name, engine='gpu')}[5m])` (docs/utilization.md). "
+        "None on MIG instances, as in dcgm-exporter: there DCGM_FI_PROF_GR_ENGINE_ACTIVE "
+        "(Hopper and newer) is the activity of each instance.",
         convert=_PCT,
         mig="none",
         default=True,
@@ -282,7 +340,11 @@ MAPPINGS: tuple[Mapping, ...] = (
         f"{_by_gpu(_sel(M.PCIE_THROUGHPUT.name, direction='transmit'))}",
         f"Approximate: rate over {RATE_WINDOW} of NVML's PCIe byte counter, or NVML's 20 ms "
         "throughput sample on GPUs without the counter. DCGM's profiling counter includes "
-        "packet headers; NVML does not say whether its counter does.",
+        "packet headers; NVML does not say whether its counter does. None on MIG instances: "
+        "DCGM answers N/A for them, PCIe traffic having no per-instance meaning to it "
+        "(NVIDIA/DCGM#88), so GPM's `nvidia_gpu_mig_profiling_pcie_bytes_total` is not "
+        "passed off as this field.",
+        mig="none",
         default=True,
     ),
     Mapping(
@@ -290,10 +352,51 @@ MAPPINGS: tuple[Mapping, ...] = (
         "B/s",
         f"{_by_gpu(_rate(M.PCIE_RX_BYTES.name))} or "
         f"{_by_gpu(_sel(M.PCIE_THROUGHPUT.name, direction='receive'))}",
-        "As DCGM_FI_PROF_PCIE_TX_BYTES, received bytes.",
+        "As DCGM_FI_PROF_PCIE_TX_BYTES, received bytes; none on MIG instances either.",
+        mig="none",
+        default=True,
+    ),
+    _profiling(
+        "DCGM_FI_PROF_GR_ENGINE_ACTIVE",
+        M.GPM.graphics_active,
+        M.MIG_GPM.graphics_active,
+        "Fraction of time a graphics or compute context was active (GPM's graphics activity). "
+        "Unlike DCGM_FI_DEV_GPU_UTIL it exists per MIG instance.",
+        default=True,
+    ),
+    _profiling(
+        "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE",
+        M.GPM.tensor_active,
+        M.MIG_GPM.tensor_active,
+        "GPM's any-tensor activity (HMMA, IMMA, DMMA and DFMA); dcgm-exporter's help text "
+        'names HMMA: `nvidia_gpu_profiling_pipe_active_seconds_total{pipe="tensor_hmma"}` is '
+        "HMMA alone.",
+        default=True,
+    ),
+    _profiling(
+        "DCGM_FI_PROF_DRAM_ACTIVE",
+        M.GPM.dram_active,
+        M.MIG_GPM.dram_active,
+        "Device memory bandwidth used as a fraction of peak (GPM); DCGM words it as the "
+        "fraction of cycles the memory interface is active.",
         default=True,
     ),
     # --- shipped in dcgm-exporter's CSV but commented out (opt-in) ------------------------------
+    _profiling(
+        "DCGM_FI_PROF_SM_ACTIVE",
+        M.GPM.sm_active,
+        M.MIG_GPM.sm_active,
+        "Fraction of time an SM had a warp resident, averaged over all SMs (GPM).",
+    ),
+    _profiling(
+        "DCGM_FI_PROF_SM_OCCUPANCY",
+        M.GPM.sm_occupancy,
+        M.MIG_GPM.sm_occupancy,
+        "Resident warps as a fraction of the SMs' maximum (GPM; a gauge only, no counter).",
+    ),
+    _pipe("DCGM_FI_PROF_PIPE_FP64_ACTIVE", "fp64", "FP64 (non-tensor)"),
+    _pipe("DCGM_FI_PROF_PIPE_FP32_ACTIVE", "fp32", "FP32 (non-tensor)"),
+    _pipe("DCGM_FI_PROF_PIPE_FP16_ACTIVE", "fp16", "FP16 (non-tensor)"),
     _gauge(
         "DCGM_FI_DEV_POWER_VIOLATION",
         "ns",
@@ -656,10 +759,6 @@ MAPPINGS: tuple[Mapping, ...] = (
 # The label-type row of the default CSV: a label on every series, not a metric.
 DRIVER_VERSION_LABEL = "DCGM_FI_DRIVER_VERSION"
 
-_DCP = (
-    "a DCGM profiling (DCP) counter read from the GPU's performance monitors; NVML, which "
-    "this exporter reads, has no such value"
-)
 NOT_MAPPED: tuple[NotMapped, ...] = (
     NotMapped(
         "DCGM_FI_DEV_VGPU_LICENSE_STATUS",
@@ -667,24 +766,6 @@ NOT_MAPPED: tuple[NotMapped, ...] = (
         "licence to report).",
         default=True,
     ),
-    NotMapped(
-        "DCGM_FI_PROF_GR_ENGINE_ACTIVE",
-        f"{_DCP}. The nearest native series is `nvidia_gpu_utilization_ratio` (mapped to "
-        "DCGM_FI_DEV_GPU_UTIL); it is a different measurement, so it is not passed off as "
-        "this one.",
-        default=True,
-    ),
-    NotMapped("DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", f"{_DCP}.", default=True),
-    NotMapped(
-        "DCGM_FI_PROF_DRAM_ACTIVE",
-        f"{_DCP}. NVML's memory utilization is mapped to DCGM_FI_DEV_MEM_COPY_UTIL instead.",
-        default=True,
-    ),
-    NotMapped("DCGM_FI_PROF_SM_ACTIVE", f"{_DCP}."),
-    NotMapped("DCGM_FI_PROF_SM_OCCUPANCY", f"{_DCP}."),
-    NotMapped("DCGM_FI_PROF_PIPE_FP64_ACTIVE", f"{_DCP}."),
-    NotMapped("DCGM_FI_PROF_PIPE_FP32_ACTIVE", f"{_DCP}."),
-    NotMapped("DCGM_FI_PROF_PIPE_FP16_ACTIVE", f"{_DCP}."),
     NotMapped(
         "DCGM_FI_DEV_NVLINK_BANDWIDTH_L0",
         "per-link: our NVLink byte counters are summed over all links.",

@@ -271,10 +271,10 @@ def test_every_dcgm_exporter_metric_is_mapped_or_explained() -> None:
 
 def test_an_unaccounted_metric_is_caught() -> None:
     mapped = [m.name for m in gen.MAPPINGS if m.name != "DCGM_FI_DEV_FB_USED"]
-    not_mapped = [n.name for n in gen.NOT_MAPPED if n.name != "DCGM_FI_PROF_DRAM_ACTIVE"]
+    not_mapped = [n.name for n in gen.NOT_MAPPED if n.name != "DCGM_FI_DEV_VGPU_LICENSE_STATUS"]
     assert unaccounted(DEFAULT_COUNTERS, mapped, not_mapped) == [
         "DCGM_FI_DEV_FB_USED: neither mapped nor explained",
-        "DCGM_FI_PROF_DRAM_ACTIVE: neither mapped nor explained",
+        "DCGM_FI_DEV_VGPU_LICENSE_STATUS: neither mapped nor explained",
     ]
     assert unaccounted(DEFAULT_COUNTERS, [*mapped, "DCGM_FI_DEV_BRAND"], ["DCGM_FI_DEV_BRAND"])[
         -1
@@ -327,3 +327,231 @@ def test_conversion_matches_the_dcgm_unit(mapping: object) -> None:
     assert isinstance(mapping, gen.Mapping)
     expected = "* 100" if mapping.unit == "%" else conversions.get(mapping.unit, "")
     assert mapping.convert == expected, f"{mapping.name} in {mapping.unit}"
+
+
+# -- profiling fields (GPM) -----------------------------------------------------------------
+
+# dcgm-exporter's profiling fields and what each must read, written here independently of the
+# table: (per GPU, per MIG GPU instance). Ratios 0-1 in both, so no conversion.
+PROFILING = {
+    "DCGM_FI_PROF_GR_ENGINE_ACTIVE": (
+        "nvidia_gpu_profiling_graphics_active_ratio",
+        "nvidia_gpu_mig_profiling_graphics_active_ratio",
+    ),
+    "DCGM_FI_PROF_SM_ACTIVE": (
+        "nvidia_gpu_profiling_sm_active_ratio",
+        "nvidia_gpu_mig_profiling_sm_active_ratio",
+    ),
+    "DCGM_FI_PROF_SM_OCCUPANCY": (
+        "nvidia_gpu_profiling_sm_occupancy_ratio",
+        "nvidia_gpu_mig_profiling_sm_occupancy_ratio",
+    ),
+    "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE": (
+        "nvidia_gpu_profiling_tensor_active_ratio",
+        "nvidia_gpu_mig_profiling_tensor_active_ratio",
+    ),
+    "DCGM_FI_PROF_DRAM_ACTIVE": (
+        "nvidia_gpu_profiling_dram_active_ratio",
+        "nvidia_gpu_mig_profiling_dram_active_ratio",
+    ),
+    **{
+        f"DCGM_FI_PROF_PIPE_{pipe.upper()}_ACTIVE": (
+            f'rate(nvidia_gpu_profiling_pipe_active_seconds_total{{pipe="{pipe}"}}[1m])',
+            f'rate(nvidia_gpu_mig_profiling_pipe_active_seconds_total{{pipe="{pipe}"}}[1m])',
+        )
+        for pipe in ("fp64", "fp32", "fp16")
+    },
+}
+
+
+def by_name() -> dict[str, object]:
+    return {m.name: m for m in gen.MAPPINGS}
+
+
+@pytest.mark.parametrize("name", sorted(PROFILING))
+def test_profiling_fields_read_gpm_per_gpu_and_per_gpu_instance(name: str) -> None:
+    mapping = by_name()[name]
+    assert isinstance(mapping, gen.Mapping)
+    gpu, instance = PROFILING[name]
+    assert (mapping.source, mapping.mig, mapping.mig_source) == (gpu, "instance", instance)
+    assert mapping.convert == "" and "ratio" in mapping.unit
+    assert mapping.extra_labels == ()
+    # the notes say where it exists and how its time base differs from DCGM's
+    for phrase in ("Hopper and newer only", "absent on A100", "profiling module", "own rate"):
+        assert phrase in mapping.notes, (name, phrase)
+
+
+def test_profiling_families_and_pipes_are_in_the_catalog() -> None:
+    """The names above are the exporter's (a rename breaks this test, not a dashboard)."""
+    from exporter import metrics_activity
+
+    scopes = (metrics_activity.GPM_FAMILIES, metrics_activity.MIG_GPM_FAMILIES)
+    families = {family.name for scope in scopes for family in scope.all()}
+    for gpu, instance in PROFILING.values():
+        for expr in (gpu, instance):
+            name = re.sub(r"^rate\((\w+)\{.*$", r"\1", expr)
+            assert name in families, expr
+            pipe = re.search(r'pipe="(\w+)"', expr)
+            assert pipe is None or pipe.group(1) in metrics_activity.PIPES, expr
+
+
+def test_no_profiling_field_is_left_unmapped() -> None:
+    """GPM gives every DCP activity field dcgm-exporter ships; none is explained away."""
+    mapped = {m.name for m in gen.MAPPINGS}
+    assert set(PROFILING) <= mapped
+    assert not [n.name for n in gen.NOT_MAPPED if n.name.startswith("DCGM_FI_PROF_")]
+    assert not [n.name for n in gen.NOT_MAPPED if "no such value" in n.reason]
+
+
+def test_pcie_bytes_have_no_series_on_mig_instances() -> None:
+    """DCGM answers N/A for PCIe bytes on a MIG instance (NVIDIA/DCGM#88): no series, and
+    GPM's per-instance PCIe counter is not substituted."""
+    for name in ("DCGM_FI_PROF_PCIE_TX_BYTES", "DCGM_FI_PROF_PCIE_RX_BYTES"):
+        mapping = by_name()[name]
+        assert isinstance(mapping, gen.Mapping)
+        assert mapping.mig == "none", name
+        assert "nvidia_gpu_mig_profiling_pcie" not in mapping.source, name
+
+
+def test_gpu_util_stays_the_gauge_and_names_the_busy_counter() -> None:
+    mapping = by_name()["DCGM_FI_DEV_GPU_UTIL"]
+    assert isinstance(mapping, gen.Mapping)
+    assert (mapping.source, mapping.convert, mapping.mig) == (
+        "nvidia_gpu_utilization_ratio",
+        "* 100",
+        "none",
+    )
+    assert 'nvidia_gpu_utilization_busy_seconds_total{engine="gpu"}' in mapping.notes
+
+
+def test_a_pipe_that_gpm_does_not_measure_is_refused() -> None:
+    table = sys.modules["dcgm_compat_table"]
+    with pytest.raises(ValueError, match="fp8"):
+        table._pipe("DCGM_FI_PROF_PIPE_FP8_ACTIVE", "fp8", "FP8")
+
+
+# The values in promtool: a whole Hopper GPU, a Hopper GPU in MIG mode with two GPU instances
+# and an A100 (no GPM). Counters grow linearly, so rate() is exact: 15 s samples.
+_TARGET = 'instance="10.0.0.9:9445",job="gpu-node-exporter",node="h"'
+_GPUS = {
+    "GPU-h0": ('gpu="0"', "NVIDIA H100 80GB HBM3", "00000000:18:00.0"),
+    "GPU-h1": ('gpu="1"', "NVIDIA H100 80GB HBM3", "00000000:2A:00.0"),
+    "GPU-a2": ('gpu="2"', "NVIDIA A100-SXM4-80GB", "00000000:3A:00.0"),
+}
+_INSTANCES = {"1": "3g.40gb", "2": "2g.20gb"}  # on GPU-h1
+
+
+def _on(uuid: str, extra: str = "") -> str:
+    return f'{_TARGET},{_GPUS[uuid][0]},uuid="{uuid}"{extra}'
+
+
+def _out(name: str, uuid: str, gi: str = "") -> str:
+    gpu, model, bus = _GPUS[uuid]
+    index = gpu.split('"')[1]
+    labels = (
+        f'instance="10.0.0.9:9445",job="gpu-node-exporter",{gpu},UUID="{uuid}",'
+        f'device="nvidia{index}",modelName="{model}",Hostname="h",pci_bus_id="{bus}",'
+        'DCGM_FI_DRIVER_VERSION="560.35.03"'
+    )
+    if gi:
+        labels += f',GPU_I_ID="{gi}",GPU_I_PROFILE="{_INSTANCES[gi]}"'
+    return f"{name}{{{labels}}}"
+
+
+def _profiling_unit_test() -> dict[str, object]:
+    series: list[tuple[str, str]] = []
+    for uuid, (_, model, bus) in _GPUS.items():
+        mig = "enabled" if uuid == "GPU-h1" else "disabled"
+        info = (
+            f'{_on(uuid)},model="{model}",driver_version="560.35.03",pci_bus_id="{bus}",'
+            f'mig_mode="{mig}"'
+        )
+        series.append((f"nvidia_gpu_info{{{info}}}", "1x20"))
+        series.append((f"nvidia_gpu_pcie_transmit_bytes_total{{{_on(uuid)}}}", "0+15360x20"))
+    for gi, profile in _INSTANCES.items():
+        extra = f',gpu_instance="{gi}",compute_instance="0",profile="{profile}",mig_uuid="MIG-{gi}"'
+        series.append((f"nvidia_gpu_mig_memory_total_bytes{{{_on('GPU-h1', extra)}}}", "1e10x20"))
+    h0, gi1, gi2 = (
+        _on("GPU-h0"),
+        _on("GPU-h1", ',gpu_instance="1"'),
+        _on("GPU-h1", ',gpu_instance="2"'),
+    )
+    series += [
+        (f"nvidia_gpu_profiling_graphics_active_ratio{{{h0}}}", "0.75x20"),
+        (f"nvidia_gpu_profiling_sm_active_ratio{{{h0}}}", "0.5x20"),  # a swap shows
+        (f"nvidia_gpu_mig_profiling_graphics_active_ratio{{{gi1}}}", "0.375x20"),
+        (f"nvidia_gpu_mig_profiling_graphics_active_ratio{{{gi2}}}", "0.125x20"),
+        (f'nvidia_gpu_profiling_pipe_active_seconds_total{{{h0},pipe="fp64"}}', "0+3.75x20"),
+        (f'nvidia_gpu_profiling_pipe_active_seconds_total{{{h0},pipe="fp32"}}', "0+7.5x20"),
+        (f'nvidia_gpu_mig_profiling_pipe_active_seconds_total{{{gi1},pipe="fp64"}}', "0+1.875x20"),
+        (f'nvidia_gpu_mig_profiling_pipe_active_seconds_total{{{gi2},pipe="fp64"}}', "0+0.9375x20"),
+        (f'nvidia_gpu_mig_profiling_pipe_active_seconds_total{{{gi1},pipe="fp32"}}', "0+11.25x20"),
+        # GPM's per-instance PCIe bytes: DCGM shows none per instance, nor do we
+        (f'nvidia_gpu_mig_profiling_pcie_bytes_total{{{gi1},direction="transmit"}}', "0+1500x20"),
+    ]
+
+    def case(name: str, *samples: tuple[str, str, float]) -> dict[str, object]:
+        expected = [{"labels": _out(name, uuid, gi), "value": v} for uuid, gi, v in samples]
+        return {"expr": name, "eval_time": "3m", "exp_samples": expected}
+
+    return {
+        "rule_files": [str(RULE_FILE)],
+        "evaluation_interval": "15s",
+        "tests": [
+            {
+                "name": "profiling fields per GPU and per GPU instance; none on the A100",
+                "interval": "15s",
+                "input_series": [{"series": s, "values": v} for s, v in series],
+                "promql_expr_test": [
+                    case(
+                        "DCGM_FI_PROF_GR_ENGINE_ACTIVE",
+                        ("GPU-h0", "", 0.75),
+                        ("GPU-h1", "1", 0.375),
+                        ("GPU-h1", "2", 0.125),
+                    ),
+                    case("DCGM_FI_PROF_SM_ACTIVE", ("GPU-h0", "", 0.5)),
+                    case(
+                        "DCGM_FI_PROF_PIPE_FP64_ACTIVE",
+                        ("GPU-h0", "", 0.25),
+                        ("GPU-h1", "1", 0.125),
+                        ("GPU-h1", "2", 0.0625),
+                    ),
+                    case(
+                        "DCGM_FI_PROF_PIPE_FP32_ACTIVE",
+                        ("GPU-h0", "", 0.5),
+                        ("GPU-h1", "1", 0.75),
+                    ),
+                    case("DCGM_FI_PROF_PIPE_FP16_ACTIVE"),
+                    case(
+                        "DCGM_FI_PROF_PCIE_TX_BYTES",
+                        ("GPU-h0", "", 1024.0),
+                        ("GPU-a2", "", 1024.0),
+                    ),
+                ],
+            }
+        ],
+    }
+
+
+def run_promtool_test(document: dict[str, object], path: Path) -> subprocess.CompletedProcess[str]:
+    promtool = require_tool("promtool")
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return subprocess.run(
+        [promtool, "test", "rules", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_profiling_values_per_gpu_and_gpu_instance_in_promtool(tmp_path: Path) -> None:
+    result = run_promtool_test(_profiling_unit_test(), tmp_path / "profiling_test.yaml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_profiling_promtool_test_catches_a_wrong_value(tmp_path: Path) -> None:
+    document = _profiling_unit_test()
+    text = yaml.safe_dump(document).replace("value: 0.375", "value: 0.125", 1)
+    result = run_promtool_test(yaml.safe_load(text), tmp_path / "wrong_test.yaml")
+    assert result.returncode != 0
+    assert "DCGM_FI_PROF_GR_ENGINE_ACTIVE" in result.stdout + result.stderr

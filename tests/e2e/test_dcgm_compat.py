@@ -11,6 +11,10 @@ The fleet (one stack for the module):
   then Xid 31 on GPU 2: dcgm-exporter's value is the last code, 31.
 - dcgm-t4: one T4 (retired pages, no PCIe byte counters: the throughput gauge stands in,
   no memory temperature sensor): Xid 109, a three-digit code.
+- dcgm-h100: 8x H100 (scenario h100-mig: GPM on every GPU, GPUs 6 and 7 in MIG mode with 7 and
+  3 GPU instances), for the profiling fields per GPU and per GPU instance; the A100 and the T4
+  have no GPM, so there those fields must have no series at all. The tweaks give the FP64 and
+  DMMA pipes their own values, so that every pipe a mapping could be confused with differs.
 
 The expectations below are written independently of scripts/gen_dcgm_compat.py: our source,
 and the factor that dcgm-exporter's unit asks for.
@@ -59,6 +63,8 @@ RULE_FILE = REPO / "alerts" / "compat" / "dcgm-exporter.yaml"
 SCENARIOS = REPO / "exporter" / "fakenvml" / "scenarios"
 A100 = "dcgm-a100"
 T4 = "dcgm-t4"
+H100 = "dcgm-h100"
+NODES = (A100, T4, H100)
 SHARED_GPU = 3
 MIG_GPU, MIG_GI = 6, 7
 XID_GPU = 2
@@ -107,6 +113,13 @@ retired_pages_sbe = 3
 retired_pages_dbe = 1
 retired_pages_pending = 1
 """
+# h100-mig leaves FP64 at 0.01 and DMMA (FP64 tensor) at 0 on every GPU and GPU instance.
+H100_TWEAKS = """
+[gpu *]
+gpm_fp64 = 0.07
+gpm_tensor_dmma = 0.04
+"""
+H100_MIG_INSTANCES = 7 + 3
 
 # NVML's clock event reason bits (nvml.h nvmlClocksEventReason*), by our reason label.
 REASON_BITS = {
@@ -146,6 +159,25 @@ def _violation(reason: str) -> Expect:
 
 def _util(metric: str) -> Expect:
     return Expect(metric, 100.0, mig="none")
+
+
+def _gpm_ratio(what: str) -> Expect:
+    """A GPM gauge: the GPU's own, or each GPU instance's own (dcgm-exporter reports its
+    profiling fields per GPU instance)."""
+    return Expect(
+        f"nvidia_gpu_profiling_{what}_ratio",
+        mig="instance",
+        per_instance=f"nvidia_gpu_mig_profiling_{what}_ratio",
+    )
+
+
+def _gpm_pipe(pipe: str) -> Expect:
+    """A math pipe: the rate of its busy-seconds counter (there is no gauge per pipe)."""
+    return Expect(
+        f'rate(nvidia_gpu_profiling_pipe_active_seconds_total{{pipe="{pipe}"}}[1m])',
+        mig="instance",
+        per_instance=f'rate(nvidia_gpu_mig_profiling_pipe_active_seconds_total{{pipe="{pipe}"}}[1m])',
+    )
 
 
 XID = "xid"  # computed here from nvidia_gpu_xid_last_seen_timestamp_seconds
@@ -211,15 +243,28 @@ EXPECTED: dict[str, Expect] = {
     ),
     "DCGM_FI_PROF_NVLINK_TX_BYTES": Expect(f"rate(nvidia_gpu_nvlink_transmit_bytes_total{RATE})"),
     "DCGM_FI_PROF_NVLINK_RX_BYTES": Expect(f"rate(nvidia_gpu_nvlink_receive_bytes_total{RATE})"),
-    # The T4 has no PCIe byte counters: NVML's throughput sample stands in.
+    # The T4 has no PCIe byte counters: NVML's throughput sample stands in. None on MIG
+    # instances: DCGM answers N/A there (NVIDIA/DCGM#88), and GPM's per-instance PCIe bytes
+    # (on the H100) must not stand in.
     "DCGM_FI_PROF_PCIE_TX_BYTES": Expect(
         f"max by (node, uuid) (rate(nvidia_gpu_pcie_transmit_bytes_total{RATE})) or "
-        f'max by (node, uuid) ({PCIE_THROUGHPUT}{{direction="transmit"}})'
+        f'max by (node, uuid) ({PCIE_THROUGHPUT}{{direction="transmit"}})',
+        mig="none",
     ),
     "DCGM_FI_PROF_PCIE_RX_BYTES": Expect(
         f"max by (node, uuid) (rate(nvidia_gpu_pcie_receive_bytes_total{RATE})) or "
-        f'max by (node, uuid) ({PCIE_THROUGHPUT}{{direction="receive"}})'
+        f'max by (node, uuid) ({PCIE_THROUGHPUT}{{direction="receive"}})',
+        mig="none",
     ),
+    # GPM (the H100 only), in dcgm-exporter's 0-1 ratio: per GPU and per GPU instance.
+    "DCGM_FI_PROF_GR_ENGINE_ACTIVE": _gpm_ratio("graphics_active"),
+    "DCGM_FI_PROF_SM_ACTIVE": _gpm_ratio("sm_active"),
+    "DCGM_FI_PROF_SM_OCCUPANCY": _gpm_ratio("sm_occupancy"),
+    "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE": _gpm_ratio("tensor_active"),
+    "DCGM_FI_PROF_DRAM_ACTIVE": _gpm_ratio("dram_active"),
+    "DCGM_FI_PROF_PIPE_FP64_ACTIVE": _gpm_pipe("fp64"),
+    "DCGM_FI_PROF_PIPE_FP32_ACTIVE": _gpm_pipe("fp32"),
+    "DCGM_FI_PROF_PIPE_FP16_ACTIVE": _gpm_pipe("fp16"),
     "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS": Expect(
         'nvidia_gpu_remapped_rows{cause="uncorrectable"}'
     ),
@@ -354,6 +399,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
                 kubelet_reply=a100_kubelet,
             ),
             NodeSpec(T4, scenario=scenario(directory, "t4", T4_TWEAKS)),
+            NodeSpec(H100, scenario=scenario(directory, "h100-mig", H100_TWEAKS)),
         ],
         scrape_interval="1s",
         evaluation_interval="1100ms",
@@ -374,6 +420,19 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
                 seen(stack, last_seen(node.name, node.uuid(gpu), code)),
                 30,
             )
+        # GPM needs two collections, rate() two scrapes: wait for both kinds of source.
+        for what, expr in (
+            ("GPM gauges", f'nvidia_gpu_profiling_sm_active_ratio{{node="{H100}"}}'),
+            (
+                "GPM pipe rates",
+                f'rate(nvidia_gpu_profiling_pipe_active_seconds_total{{node="{H100}"}}[1m])',
+            ),
+            (
+                "GPM rates per GPU instance",
+                f'rate(nvidia_gpu_mig_profiling_pipe_active_seconds_total{{node="{H100}"}}[1m])',
+            ),
+        ):
+            wait_for(f"{what} of {H100} in Prometheus", seen(stack, expr), 30)
         fleet = Fleet(stack, time.time())
         fleet.times = wait_for(
             "a safe evaluation time per node", lambda: safe_times(fleet), 60, 0.5
@@ -420,7 +479,7 @@ def safe_times(fleet: Fleet) -> dict[str, float] | None:
         reverse=True,
     )
     times: dict[str, float] = {}
-    for node in (A100, T4):
+    for node in NODES:
         for at in evaluations:
             if at < fleet.ready or at > time.time() - 1:
                 continue
@@ -428,7 +487,7 @@ def safe_times(fleet: Fleet) -> dict[str, float] | None:
             if at - float(up["value"][1]) >= SAFE_GAP:
                 times[node] = at
                 break
-    return times if len(times) == 2 else None
+    return times if len(times) == len(NODES) else None
 
 
 Key = tuple[str, str]  # (node, uuid)
@@ -638,6 +697,17 @@ def test_a_wrong_unit_or_source_is_caught(fleet: Fleet) -> None:
         "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL": Expect(
             'nvidia_gpu_ecc_corrected_errors_total{scope="volatile"}'
         ),
+        # SM active instead of graphics activity, DMMA (FP64 tensor) instead of the FP64 pipe
+        # on whole GPUs, FP32 instead of FP16, and the GPU-wide PCIe rate copied onto GPU
+        # instances
+        "DCGM_FI_PROF_GR_ENGINE_ACTIVE": _gpm_ratio("sm_active"),
+        "DCGM_FI_PROF_PIPE_FP64_ACTIVE": Expect(
+            'rate(nvidia_gpu_profiling_pipe_active_seconds_total{pipe="tensor_dmma"}[1m])',
+            mig="instance",
+            per_instance=EXPECTED["DCGM_FI_PROF_PIPE_FP64_ACTIVE"].per_instance,
+        ),
+        "DCGM_FI_PROF_PIPE_FP16_ACTIVE": _gpm_pipe("fp32"),
+        "DCGM_FI_PROF_PCIE_TX_BYTES": Expect(EXPECTED["DCGM_FI_PROF_PCIE_TX_BYTES"].source),
     }
     for name, expect in wrong.items():
         problems, _ = compare(fleet, name, expect)
@@ -699,3 +769,22 @@ def test_xid_is_the_code_of_the_last_xid(fleet: Fleet) -> None:
     assert three["value"][1] == "109" and three["metric"]["err_code"] == "109", three
     (none,) = value(a100, 0)()
     assert none["value"][1] == "0" and "err_code" not in none["metric"], none
+
+
+def test_profiling_only_where_gpm_is_and_per_gpu_instance(fleet: Fleet) -> None:
+    """GPM exists on the H100 only: the profiling fields have one series per whole GPU and per
+    GPU instance there, none on the A100 and the T4 (absent, never 0); PCIe bytes have none on
+    GPU instances."""
+    profiling = [
+        name for name in EXPECTED if name.startswith("DCGM_FI_PROF_") and "_BYTES" not in name
+    ]
+    assert len(profiling) == 8
+    for name in profiling:
+        for node in (A100, T4):
+            assert actual_series(fleet, name, node, fleet.times[node]) == {}, (name, node)
+        rows = actual_series(fleet, name, H100, fleet.times[H100])
+        instances = [s for s in rows if dict(s).get("GPU_I_ID")]
+        assert (len(rows), len(instances)) == (6 + H100_MIG_INSTANCES, H100_MIG_INSTANCES), name
+        assert all(0.0 <= value <= 1.0 for value in rows.values()), name
+    pcie = actual_series(fleet, "DCGM_FI_PROF_PCIE_TX_BYTES", H100, fleet.times[H100])
+    assert len(pcie) == 6 and not [s for s in pcie if dict(s).get("GPU_I_ID")]
