@@ -206,6 +206,22 @@ def test_samples_continue_across_an_nvml_reinitialisation(
     ) == pytest.approx(12.0, abs=0.3)
 
 
+def test_a_wrapped_buffer_counts_only_the_samples_it_kept(
+    h100: NvmlSource, control: FakeNvmlControl
+) -> None:
+    """Collections 30 s apart on a 100-sample buffer (16.7 s at 1/6 s): the samples in between
+    were overwritten. The counters cover only what was read, so busy/sampled stays the truth
+    (60 % on the time-sliced GPU) while sampled seconds fall short of wall time."""
+    control.set_time(14000.0)
+    first = h100.collect()
+    control.set_time(14030.0)
+    second = h100.collect()
+    sampled = _value(second, SAMPLED, SLICED, "gpu") - _value(first, SAMPLED, SLICED, "gpu")
+    busy = _value(second, BUSY, SLICED, "gpu") - _value(first, BUSY, SLICED, "gpu")
+    assert sampled == pytest.approx(100 / 6, abs=0.2)  # the buffer's span, not 30 s
+    assert busy / sampled == pytest.approx(0.60, abs=0.005)
+
+
 def test_a_collection_with_no_new_sample_keeps_the_counters(
     h100: NvmlSource, control: FakeNvmlControl
 ) -> None:
