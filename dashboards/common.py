@@ -130,6 +130,118 @@ RECOVERY_MAPPINGS: dict[str, tuple[str, str]] = {
 }
 
 
+# -- activity: utilization counters and GPM profiling (docs/utilization.md) -----------------
+
+BUSY_SECONDS = "nvidia_gpu_utilization_busy_seconds_total"
+SAMPLED_SECONDS = "nvidia_gpu_utilization_sampled_seconds_total"
+POD_BUSY_SECONDS = "nvidia_gpu_pod_utilization_busy_seconds_total"
+# The old one-sample gauge of each engine of the busy-time counters.
+UTILIZATION_GAUGES = {
+    "gpu": "nvidia_gpu_utilization_ratio",
+    "memory": "nvidia_gpu_memory_utilization_ratio",
+    "encoder": "nvidia_gpu_encoder_utilization_ratio",
+    "decoder": "nvidia_gpu_decoder_utilization_ratio",
+}
+# "Busy but starved" (docs/utilization.md): a kernel is resident almost all the time, but few
+# SMs do anything. Starting points, not NVIDIA figures.
+STARVED_UTILIZATION = 0.8
+STARVED_SM_ACTIVE = 0.2
+# The sentence every panel that needs GPM ends with (tests/dashboards/grafana.py: EMPTY_OK).
+NEEDS_GPM = (
+    "Hopper and newer only (GPM profiling). Empty on a healthy node whose GPUs are older "
+    "(A100, T4, L4: NVML has no GPM for them), or in MIG mode (GPM is then per GPU instance)."
+)
+NEEDS_MIG_GPM = (
+    "Hopper and newer only (GPM per GPU instance). Empty on a healthy node without a "
+    "Hopper GPU in MIG mode: an A100 in MIG mode has no activity signal at all."
+)
+
+
+def utilization(
+    selector: str = NODE_SEL, engine: str = "gpu", by: str = GPU_KEY, extra: str = ""
+) -> str:
+    """The true average utilization of `engine` per GPU (0-1), in parentheses.
+
+    Busy seconds over sampled seconds of NVML's sample buffer: every sample counted once, so
+    no aliasing on bursty loads, and exact even where the buffer wrapped. GPUs without the
+    counters (exporters before them) fall back to the one-sample gauge through `or`; both
+    sides are keyed by `by`, so the choice is per GPU. MIG-enabled GPUs have neither."""
+    matchers = f'engine="{engine}", {extra}' if extra else f'engine="{engine}"'
+    busy = rate(BUSY_SECONDS, selector, matchers, by)
+    sampled = rate(SAMPLED_SECONDS, selector, matchers, by)
+    gauge_sel = f"{selector}, {extra}" if extra else selector
+    gauge = f"max by ({by}) ({UTILIZATION_GAUGES[engine]}{{{gauge_sel}}})"
+    return f"(\n  {busy}\n    / on ({by})\n  ({sampled} > 0)\nor\n  {gauge}\n)"
+
+
+def profiling(name: str, selector: str = NODE_SEL, by: str = GPU_KEY) -> str:
+    """GPM activity per GPU (0-1) over the rate interval: rate of the seconds counter
+    nvidia_gpu_profiling_<name>_seconds_total (graphics_active, sm_active, tensor_active,
+    dram_active; pipe_active with `pipe` in `by`). Only sm_occupancy has no counter."""
+    return rate(f"nvidia_gpu_profiling_{name}_seconds_total", selector, by=by)
+
+
+def sm_occupancy(selector: str = NODE_SEL) -> str:
+    """Resident warps over the maximum, per GPU (the one GPM ratio without a counter)."""
+    return per_gpu("nvidia_gpu_profiling_sm_occupancy_ratio", selector)
+
+
+def starved(selector: str = NODE_SEL) -> str:
+    """GPUs busy but starved, valued by their utilization: utilization above
+    STARVED_UTILIZATION while under STARVED_SM_ACTIVE of the SMs are active."""
+    return (
+        f"({utilization(selector)} > {STARVED_UTILIZATION})\nand on ({GPU_KEY})\n"
+        f"({profiling('sm_active', selector)} < {STARVED_SM_ACTIVE})"
+    )
+
+
+MIG_GI_KEY = "cluster, node, gpu, uuid, gpu_instance"
+
+
+def mig_profiling(name: str, selector: str = NODE_SEL) -> str:
+    """GPM activity per MIG GPU instance (0-1), with the instance's `profile` from
+    nvidia_gpu_mig_multiprocessors (GPM is per GPU instance, the MIG series per MIG device:
+    topk keeps one profile where a GPU instance holds several compute instances)."""
+    activity = rate(f"nvidia_gpu_mig_profiling_{name}_seconds_total", selector, by=MIG_GI_KEY)
+    profiles = (
+        f"topk by ({MIG_GI_KEY}) (1, group by ({MIG_GI_KEY}, profile) "
+        f"(nvidia_gpu_mig_multiprocessors{{{selector}}}))"
+    )
+    return (
+        f"{activity}\n  * on (cluster, node, uuid, gpu_instance) group_left (profile)\n  {profiles}"
+    )
+
+
+def pod_busy(selector: str, by: str, extra: str = "") -> str:
+    """GPU time the pods' processes used, in GPUs (0.3 = 30 % of one GPU), summed `by`.
+    Deduplicated per container first (several exporter instances)."""
+    full = "cluster, node, gpu, uuid, mig_uuid, namespace, pod, container, pod_uid"
+    matchers = f'engine="gpu", {extra}' if extra else 'engine="gpu"'
+    return f"sum by ({by}) ({rate(POD_BUSY_SECONDS, selector, matchers, full)})"
+
+
+def pod_share(selector: str, by: str, extra: str = "", gpu_selector: str = NODE_SEL) -> str:
+    """Each pod's (or container's, as `by` says) share of its GPU's busy time: its busy rate
+    over the busy rate of every process on the GPU (pods and others; `gpu_selector` must not
+    narrow to some pods), so the shares of one GPU add up to 1 (docs/utilization.md). Not over
+    the GPU's own busy counter: NVML's per-process and device samples can disagree (a
+    process's smUtil above the device's), and a share above 1 would mean nothing."""
+    all_processes = pod_busy(gpu_selector, "cluster, node, uuid")
+    return (
+        f"{pod_busy(selector, by, extra)}\n  / on (cluster, node, uuid) group_left ()\n"
+        f"  ({all_processes} > 0)"
+    )
+
+
+def pod_or_uid(expr: str) -> str:
+    """`expr` with `pod` set to "uid <pod_uid>" where it is empty: processes of pods the
+    kubelet's allocations cannot name (several pods time-slicing one GPU and nothing else)
+    carry only their cgroup's pod UID. The joined helper label matches `/(.+)` only when
+    `pod` is empty."""
+    joined = f'label_join({expr}, "pod_or_uid", "/", "pod", "pod_uid")'
+    return f'label_replace({joined}, "pod", "uid $1", "pod_or_uid", "/(.+)")'
+
+
 def per_gpu_by(metric: str, by: str, selector: str = NODE_SEL, extra: str = "") -> str:
     """Like per_gpu, keeping one more label (reason, clock, limit, link...)."""
     matchers = f"{selector}, {extra}" if extra else selector

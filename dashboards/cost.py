@@ -33,12 +33,10 @@ SHARE = f"gpu_pod:nvidia_gpu_share:ratio{{{c.POD_SEL}}}"
 COST = f"gpu_pod:nvidia_gpu_cost_usd_per_hour{{{c.POD_SEL}}}"
 PRICE = f"gpu:nvidia_gpu_price_usd_per_hour{{{c.NODE_SEL}}}"
 IDLE_BELOW = 0.05
-# 1 while the GPU's utilization is under 5 %, 0 otherwise; absent for MIG-enabled GPUs (NVML
-# reports no utilization for them), so their MIG devices never count as idle.
-IDLE_FLAG = (
-    f"max by (cluster, node, uuid) (nvidia_gpu_utilization_ratio{{{c.NODE_SEL}}}) "
-    f"< bool {IDLE_BELOW}"
-)
+# 1 while the GPU's utilization (busy-time counter over the rate interval, the gauge on older
+# exporters) is under 5 %, 0 otherwise; absent for MIG-enabled GPUs (NVML reports no
+# utilization for them), so their MIG devices never count as idle.
+IDLE_FLAG = f"{c.utilization(by='cluster, node, uuid')} < bool {IDLE_BELOW}"
 MIG_CANDIDATE_BELOW = 0.2
 PRICES_FROM = (
     "Prices come from gpu:nvidia_gpu_price_usd_per_hour in alerts/rules/cost.yaml (on-demand "
@@ -242,16 +240,31 @@ def _capacity() -> Section:
     )
 
 
+def range_utilization() -> str:
+    """Average utilization per GPU over the dashboard's range: busy over sampled seconds of
+    the busy-time counters (alias-free), or the gauge's average where they are missing."""
+
+    def increase(counter: str) -> str:
+        return (
+            f"max by (cluster, node, uuid) "
+            f'(increase({counter}{{{c.NODE_SEL}, engine="gpu"}}[$__range]))'
+        )
+
+    busy, sampled = increase(c.BUSY_SECONDS), increase(c.SAMPLED_SECONDS)
+    gauge = (
+        "max by (cluster, node, uuid) "
+        f"(avg_over_time(nvidia_gpu_utilization_ratio{{{c.NODE_SEL}}}[$__range]))"
+    )
+    return f"(\n  {busy}\n    / on (cluster, node, uuid)\n  ({sampled} > 0)\nor\n  {gauge}\n)"
+
+
 def _mig_candidates() -> Section:
     held = (
         "group by (cluster, node, gpu, uuid, namespace, pod) "
         f'(nvidia_gpu_pod_info{{{c.POD_SEL}, mig_uuid=""}})'
     )
     total = f"max by (cluster, node, uuid) (nvidia_gpu_memory_total_bytes{{{c.NODE_SEL}}})"
-    util_avg = (
-        "max by (cluster, node, uuid) "
-        f"(avg_over_time(nvidia_gpu_utilization_ratio{{{c.NODE_SEL}}}[$__range]))"
-    )
+    util_avg = range_utilization()
     mem_avg = (
         "max by (cluster, node, uuid) "
         f"(avg_over_time(nvidia_gpu_memory_used_bytes{{{c.NODE_SEL}}}[$__range]))"

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from dashboards import common as c
+from dashboards.detail_profiling import profiling
 from dashboards.panels import (
     DashboardSpec,
     Link,
@@ -76,6 +77,7 @@ def mig(metric: str) -> str:
     return f"max by ({MIG_KEY}) ({metric}{{{SEL}}})"
 
 
+POD_CONTAINER = f"{KEY}, mig_uuid, namespace, pod, container"
 PROCESSES = f"{gpu('nvidia_gpu_processes')}\nor\nsum by ({KEY}) ({mig('nvidia_gpu_mig_processes')})"
 THROTTLING = f'reason=~"{c.THROTTLE_REASONS}"'
 THROTTLED_COUNT = (
@@ -195,16 +197,22 @@ def utilization_and_memory() -> Section:
             timeseries_panel(
                 "Utilization",
                 "Share of time a kernel ran (compute), device memory was read or written "
-                "(memory), and the video encoder and decoder were busy (0-100 %). Empty on a "
-                "healthy node when the GPU is in MIG mode: NVML reports no utilization for a "
-                "MIG-enabled GPU (see the MIG section for its devices).",
+                "(memory), and the video encoder and decoder were busy (0-100 %): the true "
+                "average from the busy-time counters (every NVML sample counted once, so a "
+                "bursty load reads its real duty cycle), or the one-sample gauges on an "
+                "exporter without them. Empty on a healthy node when the GPU is in MIG mode: "
+                "NVML reports no utilization for a MIG-enabled GPU (see the MIG section for "
+                "its GPU instances' activity).",
                 "percentunit",
-                *readings(
-                    ("nvidia_gpu_utilization_ratio", "compute"),
-                    ("nvidia_gpu_memory_utilization_ratio", "memory"),
-                    ("nvidia_gpu_encoder_utilization_ratio", "encoder"),
-                    ("nvidia_gpu_decoder_utilization_ratio", "decoder"),
-                ),
+                *[
+                    Query(c.utilization(SEL, engine), f"{L} {what}")
+                    for engine, what in (
+                        ("gpu", "compute"),
+                        ("memory", "memory"),
+                        ("encoder", "encoder"),
+                        ("decoder", "decoder"),
+                    )
+                ],
                 options=Options(width=8, min=0, max=1),
             ),
             timeseries_panel(
@@ -519,14 +527,21 @@ def processes() -> Section:
             table_panel(
                 "Pods holding this GPU",
                 "Containers the kubelet gave this GPU or one of its MIG devices (mig_uuid set), "
-                "from nvidia_gpu_pod_info. Empty on a healthy node when no pod holds the GPU, or "
-                "outside Kubernetes.",
+                "from nvidia_gpu_pod_info, with each container's share of the GPU's busy time "
+                "(nvidia_gpu_pod_utilization_busy_seconds_total over that of every process on "
+                "the GPU: the shares of a time-sliced GPU add up to 1). The share needs "
+                "--collector.processes and a whole GPU (NVML has no per-process utilization "
+                "in MIG mode). Empty on a healthy node when no pod holds the GPU, or outside "
+                "Kubernetes.",
                 "none",
                 Query(gpu_by("nvidia_gpu_pod_info", "mig_uuid, namespace, pod, container")),
+                Query(c.pod_share(SEL, POD_CONTAINER, 'pod!=""', SEL)),
                 options=Options(width=8, height=8),
                 columns={
                     **c.headers("namespace", "pod", "container", "mig_uuid"),
+                    "Value #B": "Share of GPU busy",
                 },
+                column_units={"Share of GPU busy": "percentunit"},
             ),
         ],
     )
@@ -550,6 +565,17 @@ def mig_devices() -> Section:
                 Query(mig("nvidia_gpu_mig_memory_total_bytes"), f"{c.LEGEND_MIG} total"),
                 options=Options(width=12, min=0),
             ),
+            timeseries_panel(
+                "GPU instance activity",
+                "Per MIG GPU instance of this GPU, from GPM: graphics active (the instance's "
+                "utilization; NVML gives none in MIG mode) and SM active (share of the "
+                "instance's SMs with work). Values are per GPU instance, never added to the "
+                f"parent GPU's. {c.NEEDS_MIG_GPM}",
+                "percentunit",
+                Query(c.mig_profiling("graphics_active", SEL), f"{c.LEGEND_MIG} graphics active"),
+                Query(c.mig_profiling("sm_active", SEL), f"{c.LEGEND_MIG} SM active"),
+                options=Options(width=12, min=0, max=1),
+            ),
             table_panel(
                 "MIG devices",
                 f"Each MIG device of this GPU: profile, GPU and compute instance, SMs, memory "
@@ -559,7 +585,7 @@ def mig_devices() -> Section:
                 Query(mig("nvidia_gpu_mig_memory_used_bytes")),
                 Query(mig("nvidia_gpu_mig_memory_total_bytes")),
                 Query(mig("nvidia_gpu_mig_processes")),
-                options=Options(width=12, height=8),
+                options=Options(width=24, height=8),
                 columns={
                     "profile": "Profile",
                     "gpu_instance": "GPU instance",
@@ -581,7 +607,8 @@ def spec() -> DashboardSpec:
         uid=c.DETAIL,
         title=f"{c.TITLE_PREFIX}GPU detail",
         description=(
-            "Every metric family of one GPU: identity, utilization, memory, power and energy, "
+            "Every metric family of one GPU: identity, utilization, GPM profiling, memory, "
+            "power and energy, "
             "temperatures, clocks, throttle reasons and P-state over time, ECC and memory "
             "repair, PCIe, NVLink, processes, pods and MIG devices."
         ),
@@ -589,6 +616,7 @@ def spec() -> DashboardSpec:
         sections=[
             identity(),
             utilization_and_memory(),
+            profiling(),
             power_and_thermals(),
             clocks_and_throttling(),
             memory_errors(),

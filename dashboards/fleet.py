@@ -79,11 +79,11 @@ def _header() -> Section:
             ),
             stat_panel(
                 "Average utilization",
-                "Mean NVML utilization of whole GPUs (MIG-enabled GPUs report none): the share "
-                "of time a kernel ran, not how much of the GPU it used (see Is it really "
-                "working?).",
+                "Mean utilization of whole GPUs over the last rate interval, from the "
+                "busy-time counters (MIG-enabled GPUs report none): the share of time a kernel "
+                "ran, not how much of the GPU it used (see Is it really working?).",
                 "percentunit",
-                Query(f"avg({c.per_gpu('nvidia_gpu_utilization_ratio')})"),
+                Query(f"avg({c.utilization()})"),
                 options=Options(
                     width=3,
                     height=4,
@@ -115,7 +115,7 @@ def _header() -> Section:
 
 
 def _by_model() -> Section:
-    util = c.with_model(c.per_gpu("nvidia_gpu_utilization_ratio"))
+    util = c.with_model(c.utilization())
     mem_used = c.with_model(c.per_gpu("nvidia_gpu_memory_used_bytes"))
     mem_total = c.with_model(c.per_gpu("nvidia_gpu_memory_total_bytes"))
     power = c.with_model(c.per_gpu("nvidia_gpu_power_usage_watts"))

@@ -33,9 +33,9 @@ MIG_KEY = "cluster, node, gpu, uuid, gpu_instance, compute_instance, profile, mi
 SHARE = f"gpu_pod:nvidia_gpu_share:ratio{{{c.POD_SEL}}}"
 LEGEND_POD_MIG = "{{namespace}}/{{pod}} on {{node}} GPU {{gpu}} {{profile}} ({{gpu_instance}})"
 NO_MIG_UTILIZATION = (
-    "NVML reports no utilization for a MIG device (nor for its MIG-enabled parent), so pods "
-    "on MIG devices have memory figures only; SM activity per MIG device needs GPM profiling "
-    "metrics, which the exporter does not collect yet."
+    "NVML reports no utilization for a MIG device (nor for its MIG-enabled parent). On Hopper "
+    "and newer GPM measures each GPU instance (graphics, SM, tensor and DRAM activity); on an "
+    "A100 there is no activity signal in MIG mode, and memory is the figure that remains."
 )
 
 
@@ -46,10 +46,16 @@ def mig(metric: str) -> str:
 
 def on_whole_gpu(metric: str) -> str:
     """Per pod on a whole GPU: the GPU's value of `metric` (time-sliced pods each see it)."""
-    return (
-        f"{WHOLE_PODS}\n  * on (cluster, node, uuid) group_left ()\n"
-        f"  max by (cluster, node, uuid) ({metric}{{{c.NODE_SEL}}})"
-    )
+    return on_whole_gpu_expr(f"max by (cluster, node, uuid) ({metric}{{{c.NODE_SEL}}})")
+
+
+def on_whole_gpu_expr(expr: str) -> str:
+    """Per pod on a whole GPU: the GPU's value of `expr`, keyed by (cluster, node, uuid)."""
+    return f"{WHOLE_PODS}\n  * on (cluster, node, uuid) group_left ()\n  {expr}"
+
+
+GPU_UTILIZATION = c.utilization(by="cluster, node, uuid")
+POD_SHARE_KEY = "cluster, node, gpu, uuid, namespace, pod, pod_uid"
 
 
 def on_mig_device(metric: str) -> str:
@@ -59,6 +65,34 @@ def on_mig_device(metric: str) -> str:
         f"{MIG_PODS}\n  * on (cluster, node, uuid, mig_uuid) group_left (gpu_instance, profile)\n"
         f"  max by (cluster, node, uuid, mig_uuid, gpu_instance, profile) "
         f"({metric}{{{c.NODE_SEL}}})"
+    )
+
+
+def gi_rate(name: str) -> str:
+    """GPM activity per MIG GPU instance (0-1), keyed by (cluster, node, uuid, gpu_instance)."""
+    return c.rate(
+        f"nvidia_gpu_mig_profiling_{name}_seconds_total",
+        by="cluster, node, uuid, gpu_instance",
+    )
+
+
+def on_gpu_instance(expr: str) -> str:
+    """Per pod on a MIG device: the value of `expr` (keyed by GPU instance) for the GPU
+    instance of its MIG device; nvidia_gpu_mig_multiprocessors maps mig_uuid to gpu_instance."""
+    return (
+        f"{MIG_PODS}\n  * on (cluster, node, uuid, mig_uuid) group_left (gpu_instance, profile)\n"
+        "  group by (cluster, node, uuid, mig_uuid, gpu_instance, profile) "
+        f"(nvidia_gpu_mig_multiprocessors{{{c.NODE_SEL}}})\n"
+        f"  * on (cluster, node, uuid, gpu_instance) group_left ()\n  {expr}"
+    )
+
+
+def per_device(expr: str) -> str:
+    """Per MIG device (MIG_KEY labels): the value of `expr` (keyed by GPU instance) for the
+    device's GPU instance."""
+    return (
+        f"group by ({MIG_KEY}) (nvidia_gpu_mig_memory_total_bytes{{{c.NODE_SEL}}})\n"
+        f"  * on (cluster, node, uuid, gpu_instance) group_left ()\n  {expr}"
     )
 
 
@@ -207,12 +241,32 @@ def _whole_gpus() -> Section:
         [
             timeseries_panel(
                 "GPU utilization of each pod's GPU",
-                "NVML utilization (share of time a kernel ran) of the whole GPU each pod holds. "
-                "Pods time-sharing one GPU each show the same line: NVML does not split "
-                "utilization by process. MIG devices have none (see the next row).",
+                "Utilization (share of time a kernel ran, the true average from the busy-time "
+                "counter, or the one-sample gauge on older exporters) of the whole GPU each pod "
+                "holds. Pods time-sharing one GPU each show the same line: the next panel "
+                "splits it between them. MIG devices have none (see the next row).",
                 "percentunit",
-                Query(on_whole_gpu("nvidia_gpu_utilization_ratio"), c.LEGEND_POD),
-                options=Options(width=8, height=8, min=0, max=1),
+                Query(on_whole_gpu_expr(GPU_UTILIZATION), c.LEGEND_POD),
+                options=Options(width=12, height=8, min=0, max=1),
+            ),
+            timeseries_panel(
+                "Each pod's share of its GPU",
+                "Per pod, the share of its GPU's busy time its processes used: rate of "
+                "nvidia_gpu_pod_utilization_busy_seconds_total (NVML's per-process "
+                "utilization, summed per container) over that of every process on the GPU "
+                "(pods or not). On a time-sliced GPU this is who uses it: the shares of one "
+                "GPU add up to 1, a pod alone on its GPU reads 1; multiply by the GPU's "
+                "utilization for the GPU time used. Pods the kubelet cannot name (several "
+                "pods time-slicing a GPU and nothing else) are shown by their cgroup's pod UID "
+                "(join kube_pod_info on uid). Empty on a healthy node without "
+                "--collector.processes (off by default); not on MIG devices (NVML has no "
+                "per-process utilization there).",
+                "percentunit",
+                Query(
+                    c.pod_or_uid(c.pod_share(c.POD_SEL, POD_SHARE_KEY, 'pod_uid!=""')),
+                    c.LEGEND_POD,
+                ),
+                options=Options(width=12, height=8, min=0, max=1),
             ),
             timeseries_panel(
                 "GPU memory used on each pod's GPU",
@@ -221,7 +275,7 @@ def _whole_gpus() -> Section:
                 "the GPU detail dashboard.",
                 "bytes",
                 Query(on_whole_gpu("nvidia_gpu_memory_used_bytes"), c.LEGEND_POD),
-                options=Options(width=8, height=8, min=0),
+                options=Options(width=12, height=8, min=0),
             ),
             timeseries_panel(
                 "Memory used by each pod's processes",
@@ -231,7 +285,7 @@ def _whole_gpus() -> Section:
                 "the host's /proc.",
                 "bytes",
                 Query(pod_memory, "{{namespace}}/{{pod}} on {{node}} GPU {{gpu}} {{mig_uuid}}"),
-                options=Options(width=8, height=8, min=0),
+                options=Options(width=12, height=8, min=0),
             ),
         ],
     )
@@ -242,12 +296,12 @@ def _mig_pods() -> Section:
         "Pods on MIG devices",
         [
             text_panel(
-                "No utilization per MIG device",
-                f"**{NO_MIG_UTILIZATION}** Memory in use is the signal that remains: a pod that "
-                "fills its MIG device needs a larger profile; one that uses a sliver of it "
-                "could share a smaller one. Rows are MIG devices, keyed by `mig_uuid` and "
-                "labelled with their profile and GPU instance; the parent GPU's own memory is "
-                "never added to them.",
+                "Activity and memory of MIG devices",
+                f"**{NO_MIG_UTILIZATION}** A pod that fills its MIG device's memory needs a "
+                "larger profile; one that uses a sliver of it, or whose GPU instance's SMs "
+                "idle, could share a smaller one. Rows are MIG devices, keyed by `mig_uuid` and "
+                "labelled with their profile and GPU instance; the parent GPU's own readings "
+                "are never added to them.",
                 width=24,
                 height=3,
             ),
@@ -257,7 +311,7 @@ def _mig_pods() -> Section:
                 + NO_MIG_UTILIZATION,
                 "bytes",
                 Query(on_mig_device("nvidia_gpu_mig_memory_used_bytes"), LEGEND_POD_MIG),
-                options=Options(width=12, height=8, min=0),
+                options=Options(width=8, height=8, min=0),
             ),
             timeseries_panel(
                 "MIG memory used per pod, share of the device",
@@ -269,7 +323,17 @@ def _mig_pods() -> Section:
                     f"(\n{on_mig_device('nvidia_gpu_mig_memory_total_bytes')}\n)",
                     LEGEND_POD_MIG,
                 ),
-                options=Options(width=12, height=8, min=0, max=1),
+                options=Options(width=8, height=8, min=0, max=1),
+            ),
+            timeseries_panel(
+                "SM activity of each pod's GPU instance",
+                "Share of the SMs with work in the MIG GPU instance each pod's MIG device "
+                "belongs to (GPM, rate of nvidia_gpu_mig_profiling_sm_active_seconds_total). "
+                "Low while the pod holds it: the instance idles and a smaller profile would "
+                f"do. {c.NEEDS_MIG_GPM}",
+                "percentunit",
+                Query(on_gpu_instance(gi_rate("sm_active")), LEGEND_POD_MIG),
+                options=Options(width=8, height=8, min=0, max=1),
             ),
         ],
     )
@@ -297,15 +361,18 @@ def _pod_table() -> Section:
                 "Pods and the devices they hold",
                 "One row per pod and device: the node, GPU and MIG device (profile 'whole GPU' "
                 "for a whole GPU), the share of a physical GPU it holds, and the memory in use "
-                "on that device (the whole GPU's, or the MIG device's) against its size. "
-                "Utilization is blank for MIG devices: NVML reports none. Click a row for the "
-                "GPU detail dashboard.",
+                "on that device (the whole GPU's, or the MIG device's) against its size, the "
+                "GPU's utilization and the pod's share of the GPU's busy time (needs "
+                "--collector.processes; pods the kubelet cannot name are in the share panel "
+                "above, by pod UID). Utilization and share are blank for MIG devices: NVML "
+                "reports none. Click a row for the GPU detail dashboard.",
                 "short",
                 Query(rows),
                 Query(f"max by ({POD_KEY}) ({SHARE})"),
                 Query(used),
                 Query(total),
-                Query(on_whole_gpu("nvidia_gpu_utilization_ratio")),
+                Query(on_whole_gpu_expr(GPU_UTILIZATION)),
+                Query(c.pod_share(c.POD_SEL, POD_KEY, 'pod!=""')),
                 options=Options(width=24, height=9, links=[c.to_gpu_from_table()]),
                 columns={
                     **c.headers("namespace", "pod", "node", "gpu", "uuid", "profile", "mig_uuid"),
@@ -313,8 +380,10 @@ def _pod_table() -> Section:
                     "Value #C": "Memory used",
                     "Value #D": "Memory size",
                     "Value #E": "Utilization",
+                    "Value #F": "Share of GPU busy",
                 },
                 column_units={
+                    "Share of GPU busy": "percentunit",
                     "GPU share": "percentunit",
                     "Memory used": "bytes",
                     "Memory size": "bytes",
@@ -371,15 +440,18 @@ def _layout() -> Section:
             table_panel(
                 "MIG devices",
                 "One row per MIG device: its parent GPU, profile, GPU and compute instance, "
-                "memory size and use, SMs, and whether a pod holds it (1) or it is free (0; "
-                "blank where the exporter does not read the kubelet). This is the partitioning "
-                "of each MIG-enabled GPU as NVML reports it. Click a row for the parent GPU's "
-                "detail dashboard.",
+                "memory size and use, SMs, whether a pod holds it (1) or it is free (0; "
+                "blank where the exporter does not read the kubelet), and its GPU instance's "
+                "activity and SM activity from GPM (Hopper and newer; blank on an A100). This "
+                "is the partitioning of each MIG-enabled GPU as NVML reports it. Click a row "
+                "for the parent GPU's detail dashboard.",
                 "short",
                 Query(devices),
                 Query(mig("nvidia_gpu_mig_memory_used_bytes")),
                 Query(mig("nvidia_gpu_mig_multiprocessors")),
                 Query(alloc),
+                Query(per_device(gi_rate("graphics_active"))),
+                Query(per_device(gi_rate("sm_active"))),
                 options=Options(width=24, height=9, links=[c.to_gpu_from_table()]),
                 columns={
                     **c.headers("node", "gpu", "uuid", "profile"),
@@ -390,8 +462,15 @@ def _layout() -> Section:
                     "Value #B": "Memory used",
                     "Value #C": "SMs",
                     "Value #D": "Held by a pod",
+                    "Value #E": "Activity",
+                    "Value #F": "SM active",
                 },
-                column_units={"Memory size": "bytes", "Memory used": "bytes"},
+                column_units={
+                    "Memory size": "bytes",
+                    "Memory used": "bytes",
+                    "Activity": "percentunit",
+                    "SM active": "percentunit",
+                },
             ),
             bar_panel(
                 "MIG devices by profile: held and free",
@@ -410,7 +489,18 @@ def _layout() -> Section:
                 "MIG device (GPU instance in brackets). " + NO_MIG_UTILIZATION,
                 "bytes",
                 Query(mig("nvidia_gpu_mig_memory_used_bytes"), c.LEGEND_MIG),
-                options=Options(width=16, height=9, min=0),
+                options=Options(width=8, height=9, min=0),
+            ),
+            timeseries_panel(
+                "Activity per MIG GPU instance",
+                "Share of time each MIG GPU instance of the selected nodes had a context "
+                "active (GPM graphics active, rate of "
+                "nvidia_gpu_mig_profiling_graphics_active_seconds_total): the utilization NVML "
+                "does not give in MIG mode, per GPU instance (GPU instance in brackets), never "
+                f"added to the parent GPU. {c.NEEDS_MIG_GPM}",
+                "percentunit",
+                Query(c.mig_profiling("graphics_active"), c.LEGEND_MIG),
+                options=Options(width=8, height=9, min=0, max=1),
             ),
         ],
     )
@@ -421,8 +511,9 @@ def spec() -> DashboardSpec:
         uid=c.MIG_PODS,
         title=c.TITLE_PREFIX + "MIG and pods",
         description=(
-            "Which pods hold which GPUs and MIG devices, how they use them, and how MIG GPUs "
-            "are partitioned; parent GPUs and their MIG devices are never added together."
+            "Which pods hold which GPUs and MIG devices, how they use them (each pod's share of "
+            "a time-sliced GPU, GPM activity per MIG GPU instance), and how MIG GPUs are "
+            "partitioned; parent GPUs and their MIG devices are never added together."
         ),
         variables=[c.CLUSTER, c.NODE_VAR, c.NAMESPACE_VAR],
         sections=[_now(), _by_namespace(), _whole_gpus(), _mig_pods(), _pod_table(), _layout()],

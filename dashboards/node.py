@@ -134,7 +134,7 @@ def gpu_table() -> Section:
     )
     queries = [
         Query(f"max by ({KEY}, model) (nvidia_gpu_info{{{NODE}}})"),
-        Query(gpu("nvidia_gpu_utilization_ratio", selector=NODE)),
+        Query(c.utilization(NODE)),
         Query(
             f"{gpu('nvidia_gpu_memory_used_bytes', selector=NODE)}\n/\n"
             f"{gpu('nvidia_gpu_memory_total_bytes', selector=NODE)}"
@@ -174,7 +174,8 @@ def gpu_table() -> Section:
         [
             table_panel(
                 "GPUs of the node",
-                "One row per GPU of the node, now: model, utilization, memory used, temperature, "
+                "One row per GPU of the node, now: model, utilization (average over the rate "
+                "interval, from the busy-time counter), memory used, temperature, "
                 "power against the enforced limit, P-state, active throttle reasons (power, "
                 "thermal, hardware slowdown; 0 is normal), new uncorrected ECC errors in the "
                 "dashboard's time range (increase over $__range), the driver's recovery action "
@@ -228,11 +229,13 @@ def time_series() -> list[Section]:
             [
                 series(
                     "Utilization",
-                    "Share of time a kernel ran, per GPU (0-100 %). A GPU held by a pod that "
-                    "stays near 0 is idle capacity. MIG-enabled GPUs have no line (NVML reports "
-                    "no utilization for them).",
+                    "Share of time a kernel ran, per GPU (0-100 %): the true average from the "
+                    "busy-time counter (every NVML sample counted once, so a bursty GPU reads "
+                    "its real duty cycle), or the one-sample gauge on an exporter without it. "
+                    "A GPU held by a pod that stays near 0 is idle capacity. MIG-enabled GPUs "
+                    "have no line (NVML reports no utilization for them).",
                     "percentunit",
-                    gpu("nvidia_gpu_utilization_ratio"),
+                    c.utilization(SEL),
                     min=0,
                     max=1,
                 ),

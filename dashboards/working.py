@@ -6,7 +6,11 @@ computing draws a large share of its power limit. The rule of thumb: an A100 (40
 drawing 80 W under "heavy" load is waiting on something upstream (data loading, the CPU, the
 network or storage), not computing. This dashboard puts the two side by side per GPU and adds
 what explains the gap: SM clocks against their maximum, throttle reasons, memory-controller
-load and PCIe/NVLink traffic.
+load and PCIe/NVLink traffic. On Hopper and newer, GPM profiling measures the work itself (SM,
+tensor-core and DRAM activity), and the profiling row names the GPUs that are busy but starved.
+
+Utilization is the true average from the busy-time counters (every NVML sample counted once,
+docs/utilization.md), with the old one-sample gauge as the fallback for exporters without them.
 
 Power share uses the *enforced* limit (nvidia_gpu_power_limit_watts{limit="enforced"}): the
 limit the driver applies after every limiter (the software limit an admin set, out-of-band
@@ -32,7 +36,8 @@ from dashboards.panels import (
 SEL = c.GPU_SEL
 BUSY = 0.5  # utilization from which a GPU counts as busy
 LOW_POWER = 0.4  # power share below which a busy GPU is suspect
-UTIL = c.per_gpu("nvidia_gpu_utilization_ratio", SEL)
+UTIL = c.utilization(SEL)
+MEMORY_UTIL = c.utilization(SEL, "memory")
 POWER = c.per_gpu("nvidia_gpu_power_usage_watts", SEL)
 LIMIT = c.per_gpu("nvidia_gpu_power_limit_watts", SEL, 'limit="enforced"')
 POWER_SHARE = f"{POWER}\n/ on ({c.GPU_KEY})\n{LIMIT}"
@@ -43,7 +48,12 @@ THROTTLE_REASONS = (
     "sw_power_cap|hw_slowdown|sw_thermal_slowdown|hw_thermal_slowdown|hw_power_brake_slowdown"
 )
 BUSY_BUT_COLD = f"({POWER_SHARE}) < {LOW_POWER}\nand on ({c.GPU_KEY})\n({UTIL}) >= {BUSY}"
-MIG_NOTE = "MIG-enabled GPUs report no utilization, so they appear in the power panels only."
+MIG_NOTE = (
+    "MIG-enabled GPUs report no utilization, so they appear in the power panels only (the "
+    "MIG and pods dashboard shows their GPU instances' GPM activity)."
+)
+SM_ACTIVE = c.profiling("sm_active", SEL)
+STARVED = c.starved(SEL)
 
 HOW_TO_READ = f"""\
 **Utilization is not work.** NVML's utilization is the share of time *any* kernel ran, however \
@@ -57,21 +67,24 @@ and *throttle reasons*; a capped clock means it could do more.
 kernels, synchronisation or a starved input pipeline. Look at PCIe/NVLink traffic and the \
 host's CPU and I/O.
 - **Memory utilization high, power moderate**: memory-bound kernels; more SMs will not help.
+- **Busy but starved** (Hopper and newer: utilization above {c.STARVED_UTILIZATION:.0%}, SM \
+active under {c.STARVED_SM_ACTIVE:.0%}): a kernel is always resident but few SMs work. The \
+profiling row measures the work directly (GPM); on older GPUs power remains the proxy.
 
-{MIG_NOTE} Profiling counters (SM activity, tensor-core activity via NVML's GPM) would measure \
-work directly; the exporter does not collect them yet, so power is the proxy here."""
+Utilization here is the true average from the busy-time counters, not one NVML sample: a \
+bursty GPU reads its real duty cycle. {MIG_NOTE}"""
 
 
 def _now() -> Section:
     return Section(
         "Now",
         [
-            text_panel("How to read this dashboard", HOW_TO_READ, width=24, height=7),
+            text_panel("How to read this dashboard", HOW_TO_READ, width=24, height=9),
             stat_panel(
                 "Busy GPUs",
                 f"Selected GPUs whose utilization is at least {BUSY:.0%} now (a kernel ran "
-                "most of the last sample period). MIG-enabled GPUs report none and are not "
-                "counted.",
+                "most of the last rate interval, from the busy-time counter). MIG-enabled GPUs "
+                "report none and are not counted.",
                 "short",
                 Query(f"count(({UTIL}) >= {BUSY}) or vector(0)"),
                 options=Options(width=4, height=4, steps=[Step(None, "blue")]),
@@ -87,8 +100,9 @@ def _now() -> Section:
             ),
             stat_panel(
                 "Average utilization",
-                "Mean NVML utilization of the selected whole GPUs: the share of time a kernel "
-                "ran, not how much of the GPU it used.",
+                "Mean utilization of the selected whole GPUs over the last rate interval (the "
+                "busy-time counter, alias-free): the share of time a kernel ran, not how much "
+                "of the GPU it used.",
                 "percentunit",
                 Query(f"avg({UTIL})"),
                 options=Options(width=4, height=4, min=0, max=1, steps=[Step(None, "blue")]),
@@ -134,8 +148,10 @@ def _power() -> Section:
         [
             timeseries_panel(
                 "Utilization",
-                "NVML utilization per GPU: the share of the sample period in which any kernel "
-                f"ran. Compare line for line with the power share beside it. {MIG_NOTE}",
+                "Utilization per GPU: the share of time in which any kernel ran, the true "
+                "average from the busy-time counter (every NVML sample counted; the one-sample "
+                "gauge where an older exporter has no counter). Compare line for line with the "
+                f"power share beside it. {MIG_NOTE}",
                 "percentunit",
                 Query(UTIL, c.LEGEND_GPU),
                 options=Options(width=12, height=8, min=0, max=1, links=to_gpu),
@@ -163,7 +179,7 @@ def _power() -> Section:
                 Query(POWER),
                 Query(LIMIT),
                 Query(SM_SHARE),
-                Query(c.per_gpu("nvidia_gpu_memory_utilization_ratio", SEL)),
+                Query(MEMORY_UTIL),
                 options=Options(width=14, height=9, links=[c.to_gpu_from_table()]),
                 columns={
                     **c.headers("node", "gpu", "uuid", "model"),
@@ -201,6 +217,66 @@ def _power() -> Section:
                 "percentunit",
                 Query(BUSY_BUT_COLD, c.LEGEND_GPU),
                 options=Options(width=24, height=6, min=0, max=1),
+            ),
+        ],
+    )
+
+
+def _profiling() -> Section:
+    gpm = c.NEEDS_GPM
+    tensor = c.profiling("tensor_active", SEL)
+    dram = c.profiling("dram_active", SEL)
+    measured = f"0 * {SM_ACTIVE}"
+    starved_flag = f"(({STARVED}) * 0 + 1)\nor on ({c.GPU_KEY})\n{measured}"
+    return Section(
+        "Profiling: is the work on the SMs? (Hopper and newer)",
+        [
+            stat_panel(
+                "Busy but starved",
+                f"Selected GPUs with utilization above {c.STARVED_UTILIZATION:.0%} while under "
+                f"{c.STARVED_SM_ACTIVE:.0%} of their SMs are active (GPM): a kernel is always "
+                "resident but the SMs wait, typically on tiny kernels, launch overhead or the "
+                "input pipeline (data loading, CPU, network). 0 is the healthy value. Only GPUs "
+                "with GPM (Hopper and newer, not in MIG mode) can count; the table names them.",
+                "short",
+                Query(f"count({STARVED}) or vector(0)"),
+                options=Options(width=4, height=8, steps=[Step(None, "green"), Step(1, "orange")]),
+            ),
+            timeseries_panel(
+                "SM active",
+                "Share of the SMs that had work, averaged over time (rate of "
+                "nvidia_gpu_profiling_sm_active_seconds_total). Far below the utilization above: "
+                f"the GPU is busy on paper but its SMs mostly idle. {gpm}",
+                "percentunit",
+                Query(SM_ACTIVE, c.LEGEND_GPU),
+                options=Options(width=8, height=8, min=0, max=1, links=[c.to_gpu()]),
+            ),
+            table_panel(
+                "Profiling per GPU",
+                "One row per GPU with GPM, now: utilization next to what the SMs did: SM "
+                "active, SM occupancy (resident warps over the maximum), tensor-core and DRAM "
+                "activity, and whether the GPU is busy but starved (utilization above "
+                f"{c.STARVED_UTILIZATION:.0%}, SM active under {c.STARVED_SM_ACTIVE:.0%}). "
+                f"Click a row for the GPU detail dashboard. {gpm}",
+                "percentunit",
+                Query(f"{UTIL}\nand on ({c.GPU_KEY})\n{SM_ACTIVE}"),
+                Query(SM_ACTIVE),
+                Query(c.sm_occupancy(SEL)),
+                Query(tensor),
+                Query(dram),
+                Query(starved_flag),
+                options=Options(width=12, height=8, links=[c.to_gpu_from_table()]),
+                columns={
+                    **c.headers("node", "gpu", "uuid"),
+                    "Value #A": "Utilization",
+                    "Value #B": "SM active",
+                    "Value #C": "SM occupancy",
+                    "Value #D": "Tensor active",
+                    "Value #E": "DRAM active",
+                    "Value #F": "Starved",
+                },
+                column_units={"Starved": "none"},
+                column_mappings={"Starved": {"0": ("no", "green"), "1": ("starved", "orange")}},
             ),
         ],
     )
@@ -264,11 +340,12 @@ def _traffic() -> Section:
         [
             timeseries_panel(
                 "Memory utilization",
-                "Share of the sample period in which device memory was read or written. High "
+                "Share of time device memory was read or written (the busy-time counter of the "
+                "memory engine, or its one-sample gauge on older exporters). High "
                 "with moderate power: memory-bound kernels. Low together with low power while "
                 "utilization is high: the GPU is waiting, not computing.",
                 "percentunit",
-                Query(c.per_gpu("nvidia_gpu_memory_utilization_ratio", SEL), c.LEGEND_GPU),
+                Query(MEMORY_UTIL, c.LEGEND_GPU),
                 options=Options(width=8, height=8, min=0, max=1),
             ),
             timeseries_panel(
@@ -307,9 +384,10 @@ def spec() -> DashboardSpec:
         uid=c.WORKING,
         title=c.TITLE_PREFIX + "Is it really working?",
         description=(
-            "Utilization next to power as a share of the limit, clocks, throttling, memory "
-            "and interconnect traffic: is a busy GPU computing or waiting?"
+            "Utilization next to power as a share of the limit, GPM profiling (SM and "
+            "tensor-core activity), clocks, throttling, memory and interconnect traffic: is a "
+            "busy GPU computing or waiting?"
         ),
         variables=[c.CLUSTER, c.NODE_VAR, c.GPU_VAR],
-        sections=[_now(), _power(), _clocks(), _traffic()],
+        sections=[_now(), _power(), _profiling(), _clocks(), _traffic()],
     )

@@ -16,6 +16,11 @@ The fleet (one stack for the whole module, started once):
   a pod and gets an Xid 48 (double-bit ECC error, kernel log and NVML event) and counts
   uncorrectable ECC errors with a row remap pending, so the detail dashboard opens on a GPU
   with data;
+- gpu-h100-mig: 8x H100 with the activity metrics (exporter/fakenvml/scenarios/h100-mig.scn):
+  GPM profiling, GPU 3 busy but starved (held by ml-team/trainer-2), GPU 5 time-sliced by three
+  inference pods whose processes the kubelet's allocations cannot name (they show by pod UID),
+  GPUs 6-7 in MIG mode with GPM per GPU instance (inference/notebook-1 on one); the per-process
+  collector and a fake /proc as on gpu-a100-mig;
 - gpu-h100-nvlink: 8x H100; GPU 7 falls off the bus (Xid 79, then Xid 154: reset required)
   after scraping has begun;
 - gpu-t4: one T4 (no NVLink, no MIG; a page retirement pending); a CUDA program crashes
@@ -83,12 +88,23 @@ SCENARIOS = REPO / "exporter" / "fakenvml" / "scenarios"
 COMPAT_RULES = REPO / "alerts" / "compat"
 SCRAPE_SECONDS = 1
 A100 = "gpu-a100-mig"  # sorts first: the node Grafana's single-select node variables open on
+H100_MIG = "gpu-h100-mig"
 H100 = "gpu-h100-nvlink"
 T4 = "gpu-t4"
 LOST_GPU = 7  # on H100
 SHARED_GPU = 3  # on A100: time-shared by two inference pods, and idle
 STARVED_GPU = 4  # on A100: busy at a fifth of its power limit
 TRAINER_GPU = 1  # on A100: ml-team/trainer-0 (tests.e2e.stack.POD_GPU)
+# On H100_MIG (h100-mig.scn): GPU 3 busy but starved, GPU 5 time-sliced by three processes
+# (shares 0.5, 0.3, 0.2), GPU 7 in MIG mode.
+H100_STARVED_GPU = 3
+H100_SLICED_GPU = 5
+H100_SLICED_PIDS = (30501, 30502, 30503)
+H100_MIG_GPU = 7
+# The phrases of the panels that need GPM (dashboards/common.py NEEDS_GPM, NEEDS_MIG_GPM):
+# whole GPUs, and MIG GPU instances.
+GPM_PANEL = "Hopper and newer only"
+WHOLE_GPU_GPM_PANEL = "Hopper and newer only (GPM profiling)"
 # A double-bit error every 10 s: the first lands after Prometheus has scraped the zero.
 ECC_RATE = 0.1
 DASHBOARDS = load_dashboards()
@@ -161,8 +177,9 @@ def add_dbe(path: Path, gpu: int) -> None:
 
 @dataclass(frozen=True)
 class PodPlan:
-    """A pod of gpu-a100-mig and the device it holds: a whole GPU, replica `replica` of a
-    time-shared GPU, or the MIG device with GPU instance `gpu_instance` on GPU `gpu`."""
+    """A pod and the device it holds: a whole GPU, replica `replica` of a time-shared GPU, or
+    the MIG device with GPU instance `gpu_instance` on GPU `gpu`. The processes on a whole GPU
+    or MIG device run in the pod holding it; on a time-shared GPU, only process `pid` does."""
 
     namespace: str
     pod: str
@@ -170,6 +187,7 @@ class PodPlan:
     gpu: int
     gpu_instance: int | None = None
     replica: int | None = None
+    pid: int | None = None
 
     @property
     def uid(self) -> str:
@@ -197,10 +215,31 @@ def pod_plan(detail_gpu: int) -> list[PodPlan]:
     ]
 
 
+def h100_mig_plan() -> list[PodPlan]:
+    """Pods of gpu-h100-mig: a trainer on the starved GPU, three inference workers
+    time-slicing GPU 5 (one process each), a notebook on a 1g.10gb MIG device of GPU 6."""
+    sliced = [
+        PodPlan("inference", f"sliced-{n}", "worker", H100_SLICED_GPU, replica=n, pid=pid)
+        for n, pid in enumerate(H100_SLICED_PIDS)
+    ]
+    return [
+        PodPlan("ml-team", "trainer-2", "main", H100_STARVED_GPU),
+        *sliced,
+        PodPlan("inference", "notebook-1", "notebook", 6, gpu_instance=13),
+    ]
+
+
 def a100_kubelet(plan: Sequence[PodPlan]) -> Callable[[SimulatedNode], KubeletReply]:
-    """The kubelet of gpu-a100-mig: every whole GPU, the time-shared GPU's replicas (resource
-    nvidia.com/gpu.shared, ids `<uuid>::<n>` as the device plugin names them) and the MIG
-    devices by profile are allocatable; `plan` says who holds what."""
+    """The kubelet of gpu-a100-mig (see plan_kubelet)."""
+    return plan_kubelet(plan, SHARED_GPU, 2)
+
+
+def plan_kubelet(
+    plan: Sequence[PodPlan], shared_gpu: int, replicas: int
+) -> Callable[[SimulatedNode], KubeletReply]:
+    """A kubelet where every whole GPU, the `replicas` replicas of the time-shared GPU
+    `shared_gpu` (resource nvidia.com/gpu.shared, ids `<uuid>::<n>` as the device plugin
+    names them) and the MIG devices by profile are allocatable; `plan` says who holds what."""
 
     def reply(node: SimulatedNode) -> KubeletReply:
         migs = [
@@ -210,11 +249,11 @@ def a100_kubelet(plan: Sequence[PodPlan]) -> Callable[[SimulatedNode], KubeletRe
             )
         ]
         mig_gpus = {int(labels["gpu"]) for labels in migs}
-        whole = [i for i in sorted(node.gpus) if i not in mig_gpus and i != SHARED_GPU]
-        replicas = [f"{node.uuid(SHARED_GPU)}::{n}" for n in range(2)]
+        whole = [i for i in sorted(node.gpus) if i not in mig_gpus and i != shared_gpu]
+        shared = [f"{node.uuid(shared_gpu)}::{n}" for n in range(replicas)]
         groups: list[tuple[str, list[str]]] = [
             ("nvidia.com/gpu", [node.uuid(i) for i in whole]),
-            ("nvidia.com/gpu.shared", replicas),
+            ("nvidia.com/gpu.shared", shared),
         ]
         by_profile: dict[str, list[str]] = {}
         for labels in sorted(migs, key=lambda m: (int(m["gpu"]), int(m["gpu_instance"]))):
@@ -223,7 +262,7 @@ def a100_kubelet(plan: Sequence[PodPlan]) -> Callable[[SimulatedNode], KubeletRe
 
         def device(entry: PodPlan) -> tuple[str, list[str]]:
             if entry.replica is not None:
-                return "nvidia.com/gpu.shared", [replicas[entry.replica]]
+                return "nvidia.com/gpu.shared", [shared[entry.replica]]
             if entry.gpu_instance is None:
                 return "nvidia.com/gpu", [node.uuid(entry.gpu)]
             (mig,) = [
@@ -247,9 +286,10 @@ _PROCESS = re.compile(r"^process\s*=\s*(.*)$")
 
 def fake_procfs(directory: Path, scenario: Path, plan: Sequence[PodPlan]) -> Path:
     """`<pid>/comm` and `<pid>/cgroup` for every process of the scenario, as the host's /proc
-    shows them: a process on a device a planned pod holds runs in that pod's container cgroup
-    (cgroup v2, systemd driver, containerd), the others in a system service. Without an
-    entry the exporter drops a process (it exited), so every process gets one."""
+    shows them: a process on a device a planned pod holds (or the one a time-sharing pod
+    names) runs in that pod's container cgroup (cgroup v2, systemd driver, containerd), the
+    others in a system service. Without an entry the exporter drops a process (it exited), so
+    every process gets one."""
     gpu: int | None = None
     for line in scenario.read_text().splitlines():
         section = _SECTION.match(line.strip())
@@ -263,7 +303,10 @@ def fake_procfs(directory: Path, scenario: Path, plan: Sequence[PodPlan]) -> Pat
             continue
         fields = dict(item.split("=", 1) for item in found.group(1).split())
         gi = int(fields["gi"]) if "gi" in fields else None
-        owners = [e for e in plan if e.gpu == gpu and e.gpu_instance == gi and e.replica is None]
+        pid = int(fields["pid"])
+        owners = [e for e in plan if e.pid == pid] or [
+            e for e in plan if e.gpu == gpu and e.gpu_instance == gi and e.replica is None
+        ]
         if owners:
             owner = owners[0]
             cgroup = (
@@ -328,6 +371,9 @@ def started_fleet(directory: Path, dashboards: Sequence[Dashboard]) -> Iterator[
     add_dbe(scenario, detail_index)
     plan = pod_plan(detail_index)
     procfs = fake_procfs(directory / "proc", scenario, plan)
+    h100_scenario = SCENARIOS / "h100-mig.scn"
+    h100_plan = h100_mig_plan()
+    h100_procfs = fake_procfs(directory / "proc-h100-mig", h100_scenario, h100_plan)
     specs = [
         NodeSpec(
             A100,
@@ -339,6 +385,16 @@ def started_fleet(directory: Path, dashboards: Sequence[Dashboard]) -> Iterator[
             env={
                 "GPU_NODE_EXPORTER_COLLECTOR_PROCESSES": "true",
                 "GPU_NODE_EXPORTER_PATH_PROCFS": str(procfs),
+            },
+        ),
+        NodeSpec(
+            H100_MIG,
+            scenario=str(h100_scenario),
+            kubelet=True,
+            kubelet_reply=plan_kubelet(h100_plan, H100_SLICED_GPU, len(H100_SLICED_PIDS)),
+            env={
+                "GPU_NODE_EXPORTER_COLLECTOR_PROCESSES": "true",
+                "GPU_NODE_EXPORTER_PATH_PROCFS": str(h100_procfs),
             },
         ),
         NodeSpec(H100, scenario="h100-nvlink"),
@@ -360,6 +416,7 @@ def started_fleet(directory: Path, dashboards: Sequence[Dashboard]) -> Iterator[
         assert stack.node(A100).uuid(detail_index) == detail_uuid, "the probe saw other GPUs"
         inject_faults(stack, detail_index)
         wait_for_faults(fleet, detail_index)
+        wait_for_activity(fleet)
         stack.prom.wait_rounds(3, timeout=60)
         fleet.quiet_recordings = sorted(
             name for name in recording_rule_names() if not present(fleet, name)
@@ -423,6 +480,32 @@ def wait_for_faults(fleet: Fleet, detail_gpu: int) -> None:
         ),
         "the Xid recording rule": 'gpu_xid:nvidia_gpu_xid_errors:increase10m{xid="48"} > 0',
         "the ECC recording rule": "gpu:nvidia_gpu_ecc_uncorrected_volatile:increase10m > 0",
+    }
+    for what, expr in events.items():
+        wait_for(f"{what} in Prometheus ({expr})", lambda expr=expr: present(fleet, expr), 90)
+
+
+def wait_for_activity(fleet: Fleet) -> None:
+    """The activity series of gpu-h100-mig in Prometheus, with a rate: GPM profiling from the
+    exporter's second collection, per-pod busy time from the second per-process answer once
+    the pods are attributed."""
+    node = f'node="{H100_MIG}"'
+    window = f"[{4 * SCRAPE_SECONDS}s]"
+    events = {
+        "GPM profiling": (
+            f"rate(nvidia_gpu_profiling_pipe_active_seconds_total{{{node}}}{window}) > 0"
+        ),
+        "GPM per MIG GPU instance": (
+            f"rate(nvidia_gpu_mig_profiling_sm_active_seconds_total{{{node}}}{window}) > 0"
+        ),
+        "the three time-sliced pods' busy time": (
+            "count(rate(nvidia_gpu_pod_utilization_busy_seconds_total"
+            f'{{{node}, engine="gpu", pod_uid!="", pod=""}}{window}) > 0) == 3'
+        ),
+        "the starved GPU's trainer's busy time": (
+            "rate(nvidia_gpu_pod_utilization_busy_seconds_total"
+            f'{{{node}, engine="gpu", pod="trainer-2"}}{window}) > 0'
+        ),
     }
     for what, expr in events.items():
         wait_for(f"{what} in Prometheus ({expr})", lambda expr=expr: present(fleet, expr), 90)
@@ -600,9 +683,22 @@ def run_dashboard(fleet: Fleet, dashboard: Dashboard) -> list[TargetResult]:
     window = Window(fleet.started, time.time())
     values = resolve_variables(fleet.port, dashboard, window)
     fleet.variables[dashboard.uid] = values
+    results = run_panels(fleet, dashboard, values, window)
+    fleet.results[dashboard.uid] = results
+    return results
+
+
+def run_panels(
+    fleet: Fleet,
+    dashboard: Dashboard,
+    values: dict[str, str],
+    window: Window,
+    only: Callable[[dict[str, Any]], bool] = lambda _panel: True,
+) -> list[TargetResult]:
+    """Every target of the query panels `only` selects, with the variables `values`."""
     results = []
     for panel in dashboard.panels():
-        if not is_query_panel(panel):
+        if not is_query_panel(panel) or not only(panel):
             continue
         for target in targets(panel):
             expr = substitute(str(target.get("expr", "")), values.get)
@@ -616,7 +712,6 @@ def run_dashboard(fleet: Fleet, dashboard: Dashboard) -> list[TargetResult]:
                 except QueryError as err:
                     result.error = f"Prometheus rejected it: {err}"
             results.append(result)
-    fleet.results[dashboard.uid] = results
     return results
 
 
@@ -743,15 +838,18 @@ def test_fleet_has_what_the_dashboards_are_about(fleet: Fleet) -> None:
     """The stack is what the module docstring promises: three nodes with distinct GPUs, pods
     in two namespaces including MIG and time-shared ones, and the injected faults."""
     nodes = {r["metric"]["node"] for r in fleet.stack.prom.query("nvidia_gpu_info")}
-    assert nodes == {A100, H100, T4}
+    assert nodes == {A100, H100_MIG, H100, T4}
     uuids = [r["metric"]["uuid"] for r in fleet.stack.prom.query("nvidia_gpu_info")]
-    assert len(uuids) == len(set(uuids)) == 17
+    assert len(uuids) == len(set(uuids)) == 25
     pods = fleet.stack.prom.query("nvidia_gpu_pod_info")
     assert {r["metric"]["namespace"] for r in pods} == {"ml-team", "inference"}
     assert any(r["metric"].get("mig_uuid") for r in pods)
     shared = [r for r in pods if r["metric"]["uuid"] == fleet.stack.node(A100).uuid(SHARED_GPU)]
     assert {r["metric"]["pod"] for r in shared} == {"server-0", "server-1"}
     assert any(r["metric"]["uuid"] == fleet.detail_gpu for r in pods)
+    sliced_uuid = fleet.stack.node(H100_MIG).uuid(H100_SLICED_GPU)
+    sliced = {r["metric"]["pod"] for r in pods if r["metric"]["uuid"] == sliced_uuid}
+    assert sliced == {"sliced-0", "sliced-1", "sliced-2"}
 
 
 def single_gpu(dashboard: Dashboard) -> bool:
@@ -766,6 +864,121 @@ def test_single_gpu_dashboards_open_on_the_faulty_gpu(fleet: Fleet, dashboard: D
     the faults were injected on, so its ECC, Xid and pod panels are checked with data."""
     run_dashboard(fleet, dashboard)
     assert fleet.variables[dashboard.uid]["gpu"] == fleet.detail_gpu, fleet.variables[dashboard.uid]
+
+
+# -- the activity panels on the Hopper node ---------------------------------------------------
+
+
+def needs_gpm(panel: dict[str, Any]) -> bool:
+    return GPM_PANEL in str(panel.get("description", ""))
+
+
+def dashboard_by_uid(uid: str) -> Dashboard:
+    (found,) = [d for d in DASHBOARDS if d.uid == uid]
+    return found
+
+
+def no_data(results: Sequence[TargetResult]) -> list[tuple[TargetResult, str]]:
+    """Every target that failed or returned nothing, its leave to be empty notwithstanding."""
+    return [(r, r.error or "no data") for r in results if r.error or not r.series]
+
+
+def test_gpm_panels_show_the_hopper_node() -> None:
+    """Panels that need GPM say so (and may be empty on older GPUs), and a dashboard that
+    opens on every node has one."""
+    marked = {d.uid: [p for p in d.panels() if needs_gpm(p)] for d in DASHBOARDS}
+    assert all(empty_reason(p) is not None for panels in marked.values() for p in panels), (
+        "a GPM panel without leave to be empty on older GPUs"
+    )
+    assert {uid for uid, panels in marked.items() if panels} >= {
+        "nvidia-gpu-detail",
+        "nvidia-gpu-working",
+        "nvidia-gpu-mig-pods",
+    }
+
+
+@pytest.mark.timeout(420)
+@pytest.mark.parametrize(
+    "dashboard",
+    [d for d in DASHBOARDS if any(needs_gpm(p) for p in d.panels()) and not single_gpu(d)],
+    ids=lambda d: d.path.stem,
+)
+def test_gpm_panels_return_data_with_a_hopper_node(fleet: Fleet, dashboard: Dashboard) -> None:
+    """On the dashboards as they open (every node), every target of a GPM panel returns data:
+    gpu-h100-mig has GPM, whole and per MIG GPU instance."""
+    results = [r for r in run_dashboard(fleet, dashboard) if needs_gpm(r.panel)]
+    assert results
+    failures = no_data(results)
+    assert not failures, report(dashboard, failures, fleet)
+
+
+def detail_on(fleet: Fleet, gpu: int) -> tuple[list[TargetResult], Window]:
+    """The GPU detail dashboard opened on GPU `gpu` of gpu-h100-mig, GPM panels only."""
+    dashboard = dashboard_by_uid("nvidia-gpu-detail")
+    window = Window(fleet.started, time.time())
+    values = resolve_variables(fleet.port, dashboard, window)
+    values.update(node=H100_MIG, gpu=fleet.stack.node(H100_MIG).uuid(gpu))
+    return run_panels(fleet, dashboard, values, window, needs_gpm), window
+
+
+def value_of(fleet: Fleet, result: TargetResult, at: float) -> float:
+    (series,) = instant(fleet.port, result.expr, at)["result"]
+    return float(series["value"][1])
+
+
+@pytest.mark.timeout(420)
+def test_detail_dashboard_on_the_starved_hopper_gpu(fleet: Fleet) -> None:
+    """Opened on the busy-but-starved H100 (utilization 95 %, SMs 5 % active), the detail
+    dashboard's profiling panels have data and its starved stat says so."""
+    results, window = detail_on(fleet, H100_STARVED_GPU)
+    whole = [r for r in results if WHOLE_GPU_GPM_PANEL in str(r.panel.get("description"))]
+    assert whole
+    failures = no_data(whole)
+    assert not failures, report(dashboard_by_uid("nvidia-gpu-detail"), failures, fleet)
+    (stat,) = [r for r in results if r.panel.get("title") == "Busy but starved"]
+    assert value_of(fleet, stat, window.end) == 1
+
+
+@pytest.mark.timeout(420)
+def test_detail_dashboard_on_a_hopper_mig_gpu(fleet: Fleet) -> None:
+    """Opened on an H100 in MIG mode, the GPU instance activity has a line per GPU instance
+    (3g.40gb and two 2g.20gb), and the whole-GPU profiling panels have none (MIG mode)."""
+    results, _ = detail_on(fleet, H100_MIG_GPU)
+    by_title = {r.panel.get("title"): r for r in results}
+    instances = by_title["GPU instance activity"].series
+    assert {(s["profile"], s["gpu_instance"]) for s in instances} == {
+        ("3g.40gb", "2"),
+        ("2g.20gb", "3"),
+        ("2g.20gb", "5"),
+    }
+    assert not by_title["Math pipe activity"].series
+
+
+@pytest.mark.timeout(420)
+def test_time_sliced_pods_share_their_gpu(fleet: Fleet) -> None:
+    """The MIG and pods dashboard splits the time-sliced H100 between its three pods, named
+    by pod UID (the kubelet's allocations cannot tell them apart), as 0.5, 0.3 and 0.2 of its
+    busy time (h100-mig.scn), and the starved GPU's trainer, alone on it, has all of it."""
+    dashboard = dashboard_by_uid("nvidia-gpu-mig-pods")
+    (share,) = [
+        r
+        for r in run_dashboard(fleet, dashboard)
+        if r.panel.get("title") == "Each pod's share of its GPU"
+    ]
+    node = fleet.stack.node(H100_MIG)
+    on_gpu = {node.uuid(H100_SLICED_GPU): "sliced", node.uuid(H100_STARVED_GPU): "starved"}
+    # Over 10 s rather than the 4 s rate interval: the per-pod counters advance on the
+    # attribution thread's interval, the GPU's on the NVML collection's.
+    expr = share.expr.replace(f"[{Window(0, 1).builtins()['__rate_interval']}]", "[10s]")
+    values: dict[tuple[str, str], float] = {}
+    for series in instant(fleet.port, expr, time.time())["result"]:
+        labels = series["metric"]
+        if labels.get("node") == H100_MIG and labels["uuid"] in on_gpu:
+            values[(on_gpu[labels["uuid"]], labels["pod"])] = float(series["value"][1])
+    sliced = sorted((v for (gpu, _), v in values.items() if gpu == "sliced"), reverse=True)
+    assert all(pod.startswith("uid ") for gpu, pod in values if gpu == "sliced"), values
+    assert sliced == pytest.approx([0.5, 0.3, 0.2], abs=0.08), values
+    assert values.get(("starved", "trainer-2")) == pytest.approx(1, abs=0.1), values
 
 
 def test_variable_resolution_follows_grafana() -> None:
