@@ -6,6 +6,7 @@ activity readers); nothing here calls NVML except building the field-value array
 
 from __future__ import annotations
 
+import ctypes
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -15,6 +16,39 @@ import pynvml
 
 from exporter.model import LabelValues, MigIdentity
 from exporter.sources import nvml_fields as fields
+
+
+class ReusedArray:
+    """A ctypes array reused by an NVML "fill this buffer" call, grown when NVML says it is short.
+
+    Why: pynvml's wrappers for such calls make two C calls and build a Python structure per
+    entry; the activity readers call them for every GPU every collection, so they make one call
+    into this array and decode the bytes with `struct`.
+    """
+
+    __slots__ = ("_array", "_element", "_limit", "capacity")
+
+    def __init__(self, element: Any, capacity: int, limit: int) -> None:
+        self._element = element
+        self._limit = limit
+        self.capacity = capacity
+        self._array: Any = (element * capacity)()
+
+    def fill(self, call: Callable[[Any, Any], int]) -> tuple[int, bytes]:
+        """`call(array, byref(count))` -> NVML return; (return, the entries written as bytes)."""
+        while True:
+            count = ctypes.c_uint(self.capacity)
+            ret = call(self._array, ctypes.byref(count))
+            if ret == pynvml.NVML_ERROR_INSUFFICIENT_SIZE and self.capacity < self._limit:
+                self.capacity = min(max(self.capacity * 4, count.value), self._limit)
+                self._array = (self._element * self.capacity)()
+                continue
+            break
+        if ret != pynvml.NVML_SUCCESS:
+            return ret, b""
+        written = min(count.value, self.capacity)
+        size = written * ctypes.sizeof(self._element)
+        return ret, ctypes.string_at(ctypes.addressof(self._array), size)
 
 
 @dataclass(slots=True)

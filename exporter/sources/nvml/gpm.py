@@ -93,10 +93,9 @@ class Scope:
     labels: LabelValues
     families: ProfilingFamilies
     metrics: tuple[GpmMetric, ...] = GPM_METRICS
-    asked: tuple[GpmMetric, ...] = GPM_METRICS  # what a fresh enumeration asks again
     previous: Any = None  # the sample of the last collection
     spare: Any = None  # the buffer the next sample goes into
-    previous_at: float = 0.0  # monotonic time of the previous sample
+    previous_at: float = 0.0  # clock time of the previous sample (set with it)
     counters: dict[tuple[str, str], float] = field(default_factory=dict)
     ratios: list[tuple[str, LabelValues, float]] = field(default_factory=list)  # last interval
     seen_at: float = 0.0  # clock time this scope was last read
@@ -138,7 +137,6 @@ class GpmReader:
         """A new NVML session: drop the old session's sample handles without freeing them."""
         for scope in self._scopes.values():
             scope.previous = scope.spare = None
-            scope.previous_at = 0.0
 
     # -- collection -------------------------------------------------------------------------
 
@@ -157,7 +155,7 @@ class GpmReader:
             scope = self._scope(gpu, gpu_instance)
             scope.seen_at = now
             if fresh:  # metrics NOT_SUPPORTED in the last enumeration are asked again
-                scope.metrics = scope.asked
+                scope.metrics = GPU_METRICS if gpu_instance < 0 else GPM_METRICS
             if gpu_instance < 0:
                 self._sample_gpu(gpu, scope, out)
             else:
@@ -190,7 +188,7 @@ class GpmReader:
         scope = self._scopes.get(key)
         if scope is None:
             if gpu_instance < 0:
-                scope = Scope(gpu.labels, metrics.GPM, GPU_METRICS, asked=GPU_METRICS)
+                scope = Scope(gpu.labels, metrics.GPM, GPU_METRICS)
             else:
                 scope = Scope((*gpu.labels, str(gpu_instance)), metrics.MIG_GPM)
             self._scopes[key] = scope
@@ -234,7 +232,7 @@ class GpmReader:
             # sample measures the whole interval since it: GPM counts inside the GPU.
             return
         elapsed = now - scope.previous_at
-        if scope.previous is not None and scope.previous_at > 0.0:
+        if scope.previous is not None:
             if elapsed < MIN_INTERVAL_SECONDS:
                 # Too close to the baseline for NVML: the last interval's averages stand, and
                 # the baseline stays (the next interval is measured from it).

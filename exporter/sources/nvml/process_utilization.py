@@ -20,7 +20,7 @@ from typing import Any
 import pynvml
 
 from exporter.model import GpuProcessActivity
-from exporter.sources.nvml.device import Gpu
+from exporter.sources.nvml.device import Gpu, ReusedArray
 from exporter.sources.nvml.errors import NOT_FOUND, Ledger
 
 _CALL = "nvmlDeviceGetProcessUtilization"
@@ -38,8 +38,9 @@ class ProcessUtilizationReader:
         self._last_seen: dict[str, int] = {}  # uuid -> newest sample timestamp (us)
         self._busy: dict[tuple[str, int], list[float]] = {}  # (uuid, pid) -> 4 engines
         self._index: dict[str, int] = {}  # uuid -> GPU index
-        self._capacity = _INITIAL_CAPACITY
-        self._buffer: Any = (pynvml.c_nvmlProcessUtilizationSample_t * self._capacity)()
+        self._buffer = ReusedArray(
+            pynvml.c_nvmlProcessUtilizationSample_t, _INITIAL_CAPACITY, _MAX_CAPACITY
+        )
         self._function: Any = None
 
     def reset_driver(self) -> None:
@@ -81,21 +82,15 @@ class ProcessUtilizationReader:
     def _samples(self, gpu: Gpu, last_seen_us: int) -> list[tuple[int, int, int, int, int, int]]:
         if self._function is None:
             self._function = pynvml._nvmlGetFunctionPointer(_CALL)
-        while True:
-            count = ctypes.c_uint(self._capacity)
-            ret = self._function(
-                gpu.handle, self._buffer, ctypes.byref(count), ctypes.c_ulonglong(last_seen_us)
+        function = self._function
+        ret, raw = self._buffer.fill(
+            lambda array, count: function(
+                gpu.handle, array, count, ctypes.c_ulonglong(last_seen_us)
             )
-            if ret == pynvml.NVML_ERROR_INSUFFICIENT_SIZE and self._capacity < _MAX_CAPACITY:
-                self._capacity = max(self._capacity * 4, count.value)
-                self._buffer = (pynvml.c_nvmlProcessUtilizationSample_t * self._capacity)()
-                continue
-            break
+        )
         if ret == NOT_FOUND:  # no process had a sample newer than last_seen
             return []
         if ret != pynvml.NVML_SUCCESS:
             self._ledger.failed(gpu, _CALL, pynvml.NVMLError(ret))
             return []
-        written = min(count.value, self._capacity)
-        raw = ctypes.string_at(ctypes.addressof(self._buffer), written * _SAMPLE.size)
         return list(_SAMPLE.iter_unpack(raw))

@@ -265,12 +265,12 @@ class NvmlSource:
 
     def _read_gpu(self, gpu: Gpu, out: SampleBuilder) -> None:
         """The single pass over one GPU: its values, then its activity (samples, GPM, pids)."""
+        first = len(self._reader.process_buffer)  # this GPU's processes are appended below
         self._reader.read(gpu, out)
         self._utilization.read(gpu, out)
         self._gpm.read(gpu, out)
         if self._reader.capture_processes:
-            uuid = gpu.labels[1]
-            live = {p.pid for p in self._reader.process_buffer if p.uuid == uuid}
+            live = {process.pid for process in self._reader.process_buffer[first:]}
             self._process_utilization.read(gpu, live)
 
     def _identity(self, gpu: Gpu, out: SampleBuilder, up: bool) -> None:

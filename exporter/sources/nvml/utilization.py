@@ -29,7 +29,7 @@ import pynvml
 
 from exporter import metrics
 from exporter.model import SampleBuilder
-from exporter.sources.nvml.device import Gpu, decode_field_value
+from exporter.sources.nvml.device import Gpu, ReusedArray, decode_field_value
 from exporter.sources.nvml.errors import NOT_FOUND, Ledger
 
 #: (nvmlSamplingType_t, engine label): the engines of nvidia_gpu_utilization_busy_seconds_total.
@@ -92,8 +92,7 @@ class UtilizationSampler:
     def __init__(self, ledger: Ledger) -> None:
         self._ledger = ledger
         self._counters: dict[tuple[str, str], EngineCounter] = {}
-        self._capacity = _INITIAL_CAPACITY
-        self._buffer: Any = (pynvml.c_nvmlSample_t * self._capacity)()
+        self._buffer = ReusedArray(pynvml.c_nvmlSample_t, _INITIAL_CAPACITY, _MAX_CAPACITY)
         self._get_samples: Any = None
 
     def reset_driver(self) -> None:
@@ -127,34 +126,26 @@ class UtilizationSampler:
     ) -> list[tuple[int, float]] | None:
         """New (timestamp, percent) samples; [] when none is new; None when the call failed.
 
-        One C call with a reused buffer (pynvml's wrapper makes two and builds Python
-        structures for every sample, several times the cost on a GPU with a short period).
+        One C call into a reused buffer (device.ReusedArray says why).
         """
         if self._get_samples is None:
             self._get_samples = pynvml._nvmlGetFunctionPointer("nvmlDeviceGetSamples")
-        value_type = ctypes.c_int(0)
-        while True:
-            count = ctypes.c_uint(self._capacity)
-            ret = self._get_samples(
+        get_samples, value_type = self._get_samples, ctypes.c_int(0)
+        ret, view = self._buffer.fill(
+            lambda array, count: get_samples(
                 gpu.handle,
                 ctypes.c_int(sample_type),
                 ctypes.c_ulonglong(last_seen_us),
                 ctypes.byref(value_type),
-                ctypes.byref(count),
-                self._buffer,
+                count,
+                array,
             )
-            if ret == pynvml.NVML_ERROR_INSUFFICIENT_SIZE and self._capacity < _MAX_CAPACITY:
-                self._capacity *= 4
-                self._buffer = (pynvml.c_nvmlSample_t * self._capacity)()
-                continue
-            break
+        )
         if ret == NOT_FOUND:
             return []
         if ret != pynvml.NVML_SUCCESS:
             self._ledger.failed(gpu, call, pynvml.NVMLError(ret))
             return None
-        written = min(count.value, self._capacity)
-        view = ctypes.string_at(ctypes.addressof(self._buffer), written * _SAMPLE.size)
         decoded: list[tuple[int, float]]
         if value_type.value == _UNSIGNED_INT:  # the usual case, decoded in one pass
             decoded = list(_SAMPLE_UINT.iter_unpack(view))
